@@ -1,0 +1,98 @@
+"""The seam between planners and agents: the WorldModel protocol and the Agent bundle.
+
+Every tensor is batched: B is the batch (candidates are part of it), Z the latent size,
+A the action size. Planners see only this protocol, never observations after `encode`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class WorldModel(Protocol):
+    """A latent world model that planners can roll out.
+
+    Attributes: `family` ("tdmpc2", "bmpc", ...), `latent_dim`, `action_dim`,
+    `num_value_heads`, `value_uses_action` (Q(z, a) vs V(z)), `discount` (per task),
+    `model_evals` (a running count of latent steps, i.e. rows passed through the reward head:
+    the unit "one candidate, one horizon step" that papers report).
+    """
+
+    family: str
+    latent_dim: int
+    action_dim: int
+    num_value_heads: int
+    value_uses_action: bool
+    discount: float
+    model_evals: int
+
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        """(B, obs_dim) -> z (B, Z)."""
+        ...
+
+    def next(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """(B, Z), (B, A) -> z' (B, Z)."""
+        ...
+
+    def reward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """(B, Z), (B, A) -> decoded reward (B, 1)."""
+        ...
+
+    def step(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One latent step: (next(z, a), reward(z, a)), possibly sharing work."""
+        ...
+
+    def value(self, z: torch.Tensor, a: torch.Tensor | None = None) -> torch.Tensor:
+        """Every value head decoded: (heads, B, 1). Q(z, a) or V(z) (then `a` is ignored)."""
+        ...
+
+    def value_avg(
+        self, z: torch.Tensor, a: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Mean of two value heads drawn at random (one draw per call): (B, 1)."""
+        ...
+
+    def policy(
+        self, z: torch.Tensor, eps: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, Z) -> (sampled action, mean action, log_std), each (B, A); `eps` (B, A) is the noise."""
+        ...
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    """Architecture read off a checkpoint's tensor shapes."""
+
+    obs_dim: int
+    action_dim: int
+    latent_dim: int
+    enc_dim: int
+    mlp_dim: int
+    num_enc_layers: int
+    num_value_heads: int
+    num_bins: int
+    simnorm_dim: int = 8
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What `benchctl inspect` shows and what every result header records."""
+
+    path: str
+    sha256: str
+    family: str
+    layout: str
+    model_size: str
+    dims: ModelDims
+    num_params: int
+    log_std_bounds: tuple[float, float]
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def as_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)

@@ -1,0 +1,197 @@
+"""Read official TD-MPC2 / BMPC checkpoint files into benchctl world models.
+
+Three layouts exist in the wild (all `{"model": state_dict}` written by `torch.save`):
+- current: the value ensemble is a tensordict, `_Qs.params.<layer>.{weight,bias,ln.weight,ln.bias}`,
+  repeated under `_detach_Qs_params.` and `_target_Qs_params.`, each with `__batch_size`/`__device`;
+- legacy (the released 2023 checkpoints): `_Qs.params.<n>` and `_target_Qs.params.<n>` with
+  n = 4 * layer + index in [weight, bias, ln.weight, ln.bias];
+- early (before the restructuring of official issue 23): Linear, LayerNorm and Mish were separate
+  `Sequential` entries, e.g. `_encoder.state.1.weight` is the first Linear, `_dynamics.0.0.*`.
+Each is remapped to the current names. Files are only ever read with `weights_only=True`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import torch
+
+from benchctl.agents.base import CheckpointInfo, ModelDims
+from benchctl.agents.bmpc import BMPCModel
+from benchctl.agents.tdmpc2 import TDMPC2Model
+from benchctl.errors import BenchctlError
+
+# Official `MODEL_SIZE` presets (millions of parameters -> trunk dims), used to name a file's size.
+MODEL_SIZES: dict[int, dict[str, int]] = {
+    1: {"enc_dim": 256, "mlp_dim": 384, "latent_dim": 128, "num_enc_layers": 2},
+    5: {"enc_dim": 256, "mlp_dim": 512, "latent_dim": 512, "num_enc_layers": 2},
+    19: {"enc_dim": 1024, "mlp_dim": 1024, "latent_dim": 768, "num_enc_layers": 3},
+    48: {"enc_dim": 1792, "mlp_dim": 1792, "latent_dim": 768, "num_enc_layers": 4},
+    317: {"enc_dim": 4096, "mlp_dim": 4096, "latent_dim": 1376, "num_enc_layers": 5},
+}
+TRUNKS = ("_encoder.state", "_dynamics", "_reward", "_pi")
+_LEGACY_FIELDS = ("weight", "bias", "ln.weight", "ln.bias")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_state_dict(path: str | Path) -> dict:
+    """The raw `model` state dict of a checkpoint file, or a BenchctlError saying what the file is."""
+    path = Path(path)
+    if not path.exists():
+        raise BenchctlError(f"checkpoint {path} does not exist; pass the path of a TD-MPC2/BMPC .pt file")
+    if path.is_dir():
+        raise BenchctlError(f"{path} is a directory; pass a .pt file with --checkpoint, or the directory with --checkpoints")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for foreign files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise BenchctlError(
+                f"{path} holds pickled Python objects, not just tensors; benchctl loads only weights "
+                "(torch.load weights_only=True): re-save it as {'model': state_dict}"
+            ) from None
+        raise BenchctlError(f"{path} is not a PyTorch checkpoint ({first[:120]}); pass a TD-MPC2/BMPC .pt file") from None
+    state = blob.get("model", blob) if isinstance(blob, dict) else None
+    if not isinstance(state, dict) or not any(isinstance(k, str) and k.startswith("_encoder.") for k in state):
+        raise BenchctlError(
+            f"{path} is a PyTorch file but not a TD-MPC2/BMPC world model (no '_encoder.*' weights under 'model')"
+        )
+    if any(k.startswith("_task_emb") for k in state):
+        raise BenchctlError(f"{path} is a multi-task TD-MPC2 checkpoint; benchctl evaluates single-task agents only")
+    if any(k.startswith("_encoder.rgb") for k in state):
+        raise BenchctlError(f"{path} is a pixel-based agent; benchctl's suites here are state-based")
+    return state
+
+
+def detect_layout(state: dict) -> str:
+    if "_Qs.params.0.weight" in state:
+        return "current"
+    if "_encoder.state.0.weight" not in state or "_dynamics.0.0.weight" in state:
+        return "early"
+    if "_Qs.params.0" in state:
+        return "legacy"
+    raise BenchctlError("unrecognised TD-MPC2 layout: no value ensemble under '_Qs.params'")
+
+
+def _index_path(tail: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in tail.split("."))
+
+
+def _remap_trunk(state: dict, prefix: str) -> dict:
+    """Renumber one Sequential MLP whose Linear/LayerNorm were separate entries.
+
+    Entries sorted by index: a 2-D `weight` opens a new Linear layer; a 1-D weight right after it
+    is that layer's LayerNorm.
+    """
+    entries = sorted(
+        ((_index_path(k[len(prefix) + 1:]), k) for k in state if k.startswith(prefix + ".")),
+        key=lambda item: item[0],
+    )
+    modules: dict[tuple, dict[str, torch.Tensor]] = {}
+    for path, key in entries:
+        modules.setdefault(path[:-1], {})[path[-1]] = state[key]
+    out, layer = {}, -1
+    for _, params in sorted(modules.items()):
+        if params["weight"].dim() == 2:
+            layer += 1
+            out[f"{prefix}.{layer}.weight"], out[f"{prefix}.{layer}.bias"] = params["weight"], params["bias"]
+        elif layer >= 0:
+            out[f"{prefix}.{layer}.ln.weight"], out[f"{prefix}.{layer}.ln.bias"] = params["weight"], params["bias"]
+    return out
+
+
+def to_current_layout(state: dict, layout: str) -> dict:
+    """The tensors benchctl needs, named as in the current official layout."""
+    out = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if layout == "early":
+        for prefix in TRUNKS:
+            out = {k: v for k, v in out.items() if not k.startswith(prefix + ".")} | _remap_trunk(state, prefix)
+    if layout in ("legacy", "early") and "_Qs.params.0" in state:
+        flat = sorted((int(k.rsplit(".", 1)[1]), v) for k, v in state.items() if re.fullmatch(r"_Qs\.params\.\d+", k))
+        out = {k: v for k, v in out.items() if not k.startswith("_Qs.") and not k.startswith("_target_Qs.")}
+        for n, tensor in flat:
+            out[f"_Qs.params.{n // 4}.{_LEGACY_FIELDS[n % 4]}"] = tensor
+    return out
+
+
+def infer_dims(state: dict) -> tuple[str, ModelDims]:
+    """(family, dims) from tensor shapes alone."""
+    def layers(prefix: str) -> list[int]:
+        return sorted({int(m.group(1)) for k in state for m in [re.fullmatch(rf"{re.escape(prefix)}\.(\d+)\.weight", k)] if m})
+
+    try:
+        enc = layers("_encoder.state")
+        q = layers("_Qs.params")
+        obs_dim = state["_encoder.state.0.weight"].shape[1]
+        latent_dim = state[f"_encoder.state.{enc[-1]}.weight"].shape[0]
+        mlp_dim, dyn_in = state["_dynamics.0.weight"].shape
+        action_dim = dyn_in - latent_dim
+        heads, _, value_in = state["_Qs.params.0.weight"].shape
+        num_bins = state[f"_reward.{layers('_reward')[-1]}.weight"].shape[0]
+        pi_out = state[f"_pi.{layers('_pi')[-1]}.weight"].shape[0]
+    except (KeyError, IndexError, ValueError) as exc:
+        raise BenchctlError(f"checkpoint is missing an expected tensor ({exc}); is it a TD-MPC2/BMPC world model?") from None
+    if pi_out != 2 * action_dim or not q:
+        raise BenchctlError("checkpoint's policy head does not fit its dynamics' action size; the file looks damaged")
+    if value_in == latent_dim:
+        family = "bmpc"
+    elif value_in == latent_dim + action_dim:
+        family = "tdmpc2"
+    else:
+        raise BenchctlError(f"value heads take {value_in} inputs, neither Z={latent_dim} nor Z+A={latent_dim + action_dim}")
+    enc_dim = state["_encoder.state.0.weight"].shape[0] if len(enc) > 1 else latent_dim
+    return family, ModelDims(
+        obs_dim=obs_dim, action_dim=action_dim, latent_dim=latent_dim, enc_dim=enc_dim, mlp_dim=mlp_dim,
+        num_enc_layers=len(enc), num_value_heads=heads, num_bins=num_bins,
+    )
+
+
+def size_label(dims: ModelDims) -> str:
+    for size, preset in MODEL_SIZES.items():
+        if all(getattr(dims, k) == v for k, v in preset.items()):
+            return str(size)
+    return "custom"
+
+
+def load_checkpoint_with_info(path: str | Path, device: str = "cpu") -> tuple[TDMPC2Model, CheckpointInfo]:
+    """Build the world model a checkpoint describes, load its weights, freeze it."""
+    path = Path(path)
+    raw = read_state_dict(path)
+    layout = detect_layout(raw)
+    state = to_current_layout(raw, layout)
+    family, dims = infer_dims(state)
+    bounds = {k: float(state[k]) for k in ("log_std_min", "log_std_dif", "expl_log_std_min", "expl_log_std_dif") if k in state}
+    if family == "bmpc":
+        model: TDMPC2Model = BMPCModel(dims, bounds.get("log_std_min", -3), bounds.get("log_std_dif", 4),
+                                       bounds.get("expl_log_std_min", -2), bounds.get("expl_log_std_dif", 3))
+    else:
+        model = TDMPC2Model(dims, bounds.get("log_std_min", -10), bounds.get("log_std_dif", 12))
+    wanted = model.state_dict()
+    missing = [k for k in wanted if k not in state and not k.startswith(("log_std", "expl_log_std"))]
+    if missing:
+        raise BenchctlError(f"{path} ({layout} layout) lacks {len(missing)} tensors, e.g. {missing[0]}; the file is incomplete")
+    for key, tensor in wanted.items():
+        if key in state and state[key].shape != tensor.shape:
+            raise BenchctlError(f"{path}: tensor {key} has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)}")
+    model.load_state_dict({k: state[k] for k in wanted if k in state}, strict=False)
+    model.freeze().to(device)
+    lo = model.log_std_min.item()
+    info = CheckpointInfo(
+        path=str(path), sha256=sha256_of(path), family=family, layout=layout, model_size=size_label(dims), dims=dims,
+        num_params=sum(p.numel() for p in model.parameters()), log_std_bounds=(lo, lo + model.log_std_dif.item()),
+    )
+    return model, info
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu") -> TDMPC2Model:
+    """The world model of an official TD-MPC2 or BMPC checkpoint, frozen, on `device`."""
+    return load_checkpoint_with_info(path, device)[0]

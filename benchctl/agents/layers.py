@@ -1,0 +1,136 @@
+"""Building blocks of the TD-MPC2 family, named so that state-dict keys equal the official ones."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def symexp(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * (torch.exp(torch.abs(x)) - 1)
+
+
+def symlog(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.log1p(torch.abs(x))
+
+
+class TwoHotDecoder(nn.Module):
+    """Decode discrete-regression logits (..., bins) to scalars (..., 1).
+
+    Softmax expectation over `bins` evenly spaced symlog values in [vmin, vmax], then symexp
+    (TD-MPC2, `two_hot_inv`; 101 bins in [-10, 10]).
+    """
+
+    def __init__(self, num_bins: int, vmin: float = -10.0, vmax: float = 10.0):
+        super().__init__()
+        self.register_buffer("bins", torch.linspace(vmin, vmax, num_bins), persistent=False)
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return symexp(torch.softmax(logits, dim=-1) @ self.bins.unsqueeze(-1))
+
+
+class SimNorm(nn.Module):
+    """Simplicial normalisation: softmax over consecutive groups of `dim` latent entries."""
+
+    def __init__(self, dim: int = 8):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        return torch.softmax(x.view(*shape[:-1], -1, self.dim), dim=-1).view(shape)
+
+
+class NormedLinear(nn.Linear):
+    """Linear -> [Dropout] -> LayerNorm -> activation (Mish unless given)."""
+
+    def __init__(self, in_features: int, out_features: int, act: nn.Module | None = None, dropout: float = 0.0):
+        super().__init__(in_features, out_features)
+        self.ln = nn.LayerNorm(out_features)
+        self.act = act if act is not None else nn.Mish()
+        self.dropout = nn.Dropout(dropout) if dropout else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = super().forward(x)
+        if self.dropout is not None:
+            x = self.dropout(x)
+        return self.act(self.ln(x))
+
+
+def mlp(in_dim: int, hidden: list[int], out_dim: int, out_act: nn.Module | None = None, dropout: float = 0.0) -> nn.Sequential:
+    """Hidden NormedLinear layers (dropout on the first only), then NormedLinear(out_act) or plain Linear."""
+    dims = [in_dim, *hidden]
+    layers: list[nn.Module] = [
+        NormedLinear(dims[i], dims[i + 1], dropout=dropout if i == 0 else 0.0) for i in range(len(hidden))
+    ]
+    layers.append(NormedLinear(dims[-1], out_dim, act=out_act) if out_act is not None else nn.Linear(dims[-1], out_dim))
+    return nn.Sequential(*layers)
+
+
+class EnsembleLinear(nn.Module):
+    """K independent linear layers stored stacked: weight (K, out, in), bias (K, out).
+
+    With `norm`, each head's output goes through its own LayerNorm (ln.weight/ln.bias (K, out))
+    and Mish, like `NormedLinear`.
+    """
+
+    def __init__(self, heads: int, in_features: int, out_features: int, norm: bool, dropout: float = 0.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(heads, out_features, in_features))
+        self.bias = nn.Parameter(torch.zeros(heads, out_features))
+        self.ln = _EnsembleLayerNorm(heads, out_features) if norm else None
+        self.dropout = nn.Dropout(dropout) if dropout else None
+
+    def forward(self, x: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, in) shared by all heads, or (k, B, in) per head -> (k, B, out).
+
+        `heads` (k,) selects a subset of heads, so unused heads cost nothing.
+        """
+        weight, bias = self.weight, self.bias
+        if heads is not None:
+            weight, bias = weight[heads], bias[heads]
+        if x.dim() == 2:  # one matmul for all heads, then split them
+            k, out, _ = weight.shape
+            y = torch.addmm(bias.reshape(1, -1), x, weight.reshape(k * out, -1).t())
+            y = y.view(x.shape[0], k, out).transpose(0, 1)
+        else:
+            y = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+        if self.dropout is not None:
+            y = self.dropout(y)
+        if self.ln is not None:
+            y = F.mish(self.ln(y, heads))
+        return y
+
+
+class _EnsembleLayerNorm(nn.Module):
+    def __init__(self, heads: int, features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(heads, features))
+        self.bias = nn.Parameter(torch.zeros(heads, features))
+
+    def forward(self, y: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
+        weight, bias = (self.weight, self.bias) if heads is None else (self.weight[heads], self.bias[heads])
+        y = F.layer_norm(y, y.shape[-1:])
+        return torch.addcmul(bias.unsqueeze(1), y, weight.unsqueeze(1))
+
+
+class Ensemble(nn.Module):
+    """K MLP heads evaluated together; parameters live under `params.<layer>.*` as in the official files."""
+
+    def __init__(self, heads: int, in_dim: int, hidden: list[int], out_dim: int, dropout: float = 0.0):
+        super().__init__()
+        dims = [in_dim, *hidden]
+        layers = [
+            EnsembleLinear(heads, dims[i], dims[i + 1], norm=True, dropout=dropout if i == 0 else 0.0)
+            for i in range(len(hidden))
+        ]
+        layers.append(EnsembleLinear(heads, dims[-1], out_dim, norm=False))
+        self.params = nn.ModuleList(layers)
+        self.heads = heads
+
+    def forward(self, x: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, in) -> logits (k, B, out) for the selected heads (all by default)."""
+        for layer in self.params:
+            x = layer(x, heads)
+        return x

@@ -1,0 +1,111 @@
+"""TD-MPC2's world model (Hansen et al. 2024) at any size, behind the WorldModel protocol.
+
+Dimensions come from the checkpoint (`ModelDims`). Module and parameter names equal the
+official ones, so an official state dict loads with `load_state_dict` after layout remapping
+(see `checkpoint.py`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from benchctl.agents.base import ModelDims
+from benchctl.agents.layers import Ensemble, SimNorm, TwoHotDecoder, mlp
+
+
+class TDMPC2Model(nn.Module):
+    """Encoder h, latent dynamics d, reward R, policy prior pi and a Q ensemble Q_k(z, a).
+
+    Latents are SimNorm-ed (groups of 8). Reward and values are 101-bin two-hot logits in symlog
+    space, decoded by softmax expectation. The policy is a tanh-squashed Gaussian whose log-std is
+    mapped into [log_std_min, log_std_min + log_std_dif].
+    """
+
+    family = "tdmpc2"
+    value_uses_action = True
+
+    def __init__(self, dims: ModelDims, log_std_min: float = -10.0, log_std_dif: float = 12.0, dropout: float = 0.01):
+        super().__init__()
+        self.dims = dims
+        self.latent_dim = dims.latent_dim
+        self.action_dim = dims.action_dim
+        self.num_value_heads = dims.num_value_heads
+        self.discount = 0.99
+        self.model_evals = 0
+        z, a, m = dims.latent_dim, dims.action_dim, dims.mlp_dim
+        enc_hidden = max(dims.num_enc_layers - 1, 1) * [dims.enc_dim]
+        self._encoder = nn.ModuleDict({"state": mlp(dims.obs_dim, enc_hidden, z, out_act=SimNorm(dims.simnorm_dim))})
+        self._dynamics = mlp(z + a, [m, m], z, out_act=SimNorm(dims.simnorm_dim))
+        self._reward = mlp(z + a, [m, m], dims.num_bins)
+        self._pi = mlp(z, [m, m], 2 * a)
+        self._Qs = Ensemble(dims.num_value_heads, self._value_in_dim(), [m, m], dims.num_bins, dropout=dropout)
+        self.register_buffer("log_std_min", torch.tensor(log_std_min, dtype=torch.int64 if float(log_std_min).is_integer() else torch.float32))
+        self.register_buffer("log_std_dif", torch.tensor(log_std_dif, dtype=torch.int64 if float(log_std_dif).is_integer() else torch.float32))
+        self.decode = TwoHotDecoder(dims.num_bins)
+
+    def _value_in_dim(self) -> int:
+        return self.dims.latent_dim + self.dims.action_dim
+
+    # -- WorldModel protocol -------------------------------------------------------------
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs (B, obs_dim) -> z (B, Z)."""
+        return self._encoder["state"](obs)
+
+    def next(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """(B, Z), (B, A) -> z' (B, Z)."""
+        return self._dynamics(torch.cat([z, a], dim=-1))
+
+    def reward_logits(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        self.model_evals += z.shape[0]
+        return self._reward(torch.cat([z, a], dim=-1))
+
+    def reward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """(B, Z), (B, A) -> decoded reward (B, 1)."""
+        return self.decode(self.reward_logits(z, a))
+
+    def step(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(next(z, a), reward(z, a)), concatenating the input once."""
+        za = torch.cat([z, a], dim=-1)
+        self.model_evals += z.shape[0]
+        return self._dynamics(za), self.decode(self._reward(za))
+
+    def value_logits(self, z: torch.Tensor, a: torch.Tensor | None = None, heads: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of the selected heads (all by default): (k, B, bins)."""
+        x = torch.cat([z, a], dim=-1) if self.value_uses_action else z
+        return self._Qs(x, heads)
+
+    def value(self, z: torch.Tensor, a: torch.Tensor | None = None) -> torch.Tensor:
+        """Every head decoded: (heads, B, 1)."""
+        return self.decode(self.value_logits(z, a))
+
+    def random_heads(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Two distinct heads drawn uniformly, as the official `Q(..., return_type='avg')` does."""
+        device = self.log_std_min.device
+        return torch.randperm(self.num_value_heads, generator=generator, device=device)[:2]
+
+    def value_avg(self, z: torch.Tensor, a: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Mean of two random heads (B, 1); only those two heads are computed."""
+        return self.decode(self.value_logits(z, a, self.random_heads(generator))).mean(0)
+
+    def policy_params(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, Z) -> (pre-squash mean mu, log_std), each (B, A)."""
+        mu, raw = self._pi(z).chunk(2, dim=-1)
+        log_std = self.log_std_min + 0.5 * self.log_std_dif * (torch.tanh(raw) + 1)
+        return mu, log_std
+
+    def policy(self, z: torch.Tensor, eps: torch.Tensor | None = None, generator: torch.Generator | None = None):
+        """(B, Z) -> (action, mean, log_std), each (B, A). TD-MPC2: action = tanh(mu + std * eps)."""
+        mu, log_std = self.policy_params(z)
+        if eps is None:
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return self._sample(mu, log_std, eps), torch.tanh(mu), log_std
+
+    def _sample(self, mu: torch.Tensor, log_std: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(mu + eps * log_std.exp())
+
+    def freeze(self) -> "TDMPC2Model":
+        """Evaluation mode with parameters frozen: only planner actions can require grad."""
+        self.eval()
+        self.requires_grad_(False)
+        return self
