@@ -8,6 +8,7 @@ official ones, so an official state dict loads with `load_state_dict` after layo
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from benchctl.agents.base import ModelDims
@@ -65,10 +66,25 @@ class TDMPC2Model(nn.Module):
         return self.decode(self.reward_logits(z, a))
 
     def step(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(next(z, a), reward(z, a)), concatenating the input once."""
-        za = torch.cat([z, a], dim=-1)
+        """(next(z, a), reward(z, a)) for z (B, Z), a (B, A).
+
+        When z is one latent expanded over the batch (stride 0, the first step of a plan), the
+        latent part of both first layers is computed once instead of B times.
+        """
         self.model_evals += z.shape[0]
+        if z.shape[0] > 1 and z.stride(0) == 0:
+            return self._shared_first(self._dynamics, z[:1], a), self.decode(self._shared_first(self._reward, z[:1], a))
+        za = torch.cat([z, a], dim=-1)
         return self._dynamics(za), self.decode(self._reward(za))
+
+    def _shared_first(self, net: nn.Sequential, z1: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """net(cat(z1 expanded, a)) with the first layer split as W_z z1 (once) + W_a a + b."""
+        first, Z = net[0], z1.shape[1]
+        x = torch.addmm(F.linear(z1, first.weight[:, :Z], first.bias), a, first.weight[:, Z:].t())
+        x = first.post(x)
+        for layer in net[1:]:
+            x = layer(x)
+        return x
 
     def value_logits(self, z: torch.Tensor, a: torch.Tensor | None = None, heads: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of the selected heads (all by default): (k, B, bins)."""

@@ -1,0 +1,233 @@
+"""The `benchctl` command: parse options, call the library, render with rich. The only module that prints."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from benchctl.errors import BenchctlError, unknown
+
+app = typer.Typer(
+    name="benchctl", help="Benchmark test-time planners on learned world models.",
+    add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+)
+out = Console()
+if not out.is_terminal:  # piped or logged: don't squeeze tables into 80 columns
+    out = Console(width=160)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _csv(text: str | None) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else []
+
+
+def _seeds(text: str | None) -> list[int]:
+    try:
+        return [int(s) for s in _csv(text)]
+    except ValueError:
+        raise BenchctlError(f"--seeds {text}: give integers separated by commas, e.g. --seeds 1,2,3") from None
+
+
+class RichReporter:
+    """Progress bar over episodes; warnings printed above it."""
+
+    def __init__(self):
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("episodes"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False,
+        )
+        self.bar = None
+
+    def start(self, total: int, done: int) -> None:
+        if done:
+            err.print(f"resuming: {done} of {total} episodes already on disk")
+        self.progress.start()
+        self.bar = self.progress.add_task("starting", total=total, completed=done)
+
+    def cell(self, label: str) -> None:
+        self.progress.update(self.bar, description=label)
+
+    def episode(self, label: str, record: dict) -> None:
+        self.progress.update(
+            self.bar, advance=1,
+            description=f"{label}: ep {record['episode']} return {record['return']:.1f}, "
+                        f"{record['latency_ms']['p50']:.1f} ms/step",
+        )
+
+    def warn(self, message: str) -> None:
+        err.print(f"[yellow]warning:[/yellow] {message}")
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.progress.stop()
+
+
+def _summary(results) -> Table:
+    table = Table(title="benchctl eval: return (mean ± std over episodes, all seeds) and planning latency")
+    for col in ("task", "planner", "seeds", "episodes", "return", "ms/step (median)", "WM evals/step"):
+        table.add_column(col, justify="left" if col in ("task", "planner") else "right", no_wrap=True)
+    groups: dict[tuple[str, str], list] = {}
+    for r in results:
+        groups.setdefault((r.task, r.planner), []).append(r)
+    for (task, planner), cells in groups.items():
+        eps = [e for c in cells for e in c.episodes]
+        if not eps:
+            continue
+        returns = np.array([e["return"] for e in eps])
+        ms = np.median([e["latency_ms"]["p50"] for e in eps])
+        evals = np.mean([e["model_evals_per_step"] for e in eps])
+        table.add_row(task, planner, str(len(cells)), str(len(eps)), f"{returns.mean():.1f} ± {returns.std():.1f}",
+                      f"{ms:.2f}", f"{evals:,.0f}")
+    return table
+
+
+@app.command("eval")
+def eval_command(
+    suite: Annotated[str, typer.Option(help="suite name (suites/<name>.toml)")] = "dmc",
+    planner: Annotated[Optional[list[str]], typer.Option("--planner", "-p", help="planner; repeat for several")] = None,
+    checkpoints: Annotated[Optional[Path], typer.Option(help="folder of official <task>-<seed>.pt files")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="one checkpoint file (with --task)")] = None,
+    task: Annotated[Optional[str], typer.Option(help="the task of --checkpoint")] = None,
+    tasks: Annotated[Optional[str], typer.Option(help="comma-separated subset of the suite's tasks")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="comma-separated checkpoint seeds [default: 1,2,3]")] = None,
+    episodes: Annotated[int, typer.Option(min=1, help="episodes per (task, planner, seed)")] = 10,
+    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+    out_dir: Annotated[Path, typer.Option("--out", help="results folder")] = Path("results"),
+    run: Annotated[Optional[str], typer.Option(help="name of this run under --out [default: agent family]")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="planner option key=value (or planner.key=value)")] = None,
+):
+    """Evaluate agents with one or more planners; rerunning the same command resumes."""
+    from benchctl import execute
+    from benchctl.suites import load_suite
+
+    suite_obj = load_suite(suite)
+    specs = execute.resolve_planners(planner or ["mppi"], set_ or [])
+    seed_list = _seeds(seeds) or list(execute.DEFAULT_SEEDS)
+    if checkpoint is not None:
+        if checkpoints is not None:
+            raise BenchctlError("give either --checkpoint FILE (one agent) or --checkpoints DIR, not both")
+        if task is None:
+            raise BenchctlError(f"--checkpoint needs --task NAME, one of: {', '.join(suite_obj.tasks)}")
+        if not checkpoint.exists():
+            raise BenchctlError(f"--checkpoint {checkpoint}: no such file")
+        match = re.search(r"-(\d+)$", checkpoint.stem)
+        seed = seed_list[0] if seeds else (int(match.group(1)) if match else 1)
+        agents, skipped = [execute.AgentSpec(suite_obj.task(task), seed, checkpoint)], []
+    else:
+        if checkpoints is None:
+            raise BenchctlError("no agents given: pass --checkpoints DIR (official <task>-<seed>.pt files) "
+                                "or --checkpoint FILE --task NAME")
+        chosen = [suite_obj.task(t) for t in _csv(tasks)] or list(suite_obj.tasks.values())
+        agents, skipped = execute.find_checkpoints(checkpoints, suite_obj, chosen, seed_list)
+    for name, why in skipped:
+        err.print(f"skipped {name}: {why}")
+    if not agents:
+        raise BenchctlError(f"no checkpoint found for any task of suite {suite!r}; see the skipped list above")
+    request = execute.EvalRequest(suite_obj, agents, specs, episodes, device, out_dir, run, skipped)
+    reporter = RichReporter()
+    try:
+        results = execute.run(request, reporter)
+    finally:
+        reporter.stop()
+    out.print(_summary(results))
+    out.print(f"results: {out_dir}/ ({sum(len(r.episodes) for r in results)} episodes in {len(results)} cells)")
+
+
+ls_app = typer.Typer(help="List suites, planners or tasks.", no_args_is_help=True)
+app.add_typer(ls_app, name="ls")
+
+
+@ls_app.command("suites")
+def ls_suites():
+    """Every suite with its task count."""
+    from benchctl.suites import load_suite, suite_names
+
+    table = Table("suite", "tasks", "description")
+    for name in suite_names():
+        s = load_suite(name)
+        table.add_row(name, str(len(s.tasks)), s.description)
+    out.print(table)
+
+
+@ls_app.command("tasks")
+def ls_tasks(suite: Annotated[Optional[str], typer.Option(help="only this suite")] = None):
+    """Tasks with their protocol (episode length, action repeat, normalization)."""
+    from benchctl.suites import load_suite, suite_names
+
+    table = Table("suite", "task", "episode steps", "action repeat", "discount", "normalization")
+    for name in [suite] if suite else suite_names():
+        for t in load_suite(name).tasks.values():
+            norm = ", ".join(f"{k}={v}" for k, v in t.normalization.items())
+            table.add_row(name, t.name, str(t.episode_length), str(t.action_repeat), f"{t.discount:.3f}", norm)
+    out.print(table)
+
+
+@ls_app.command("planners")
+def ls_planners(action_dim: Annotated[int, typer.Option(help="action size used for the evaluation count")] = 6):
+    """Every planner: its paper, defaults and world-model evaluations per planning step."""
+    from benchctl.planners import config_dict, registry
+
+    table = Table("planner", "paper", "defaults", "WM evals/step", show_lines=True)
+    for name, cls in registry().items():
+        config = cls.Config()
+        defaults = ", ".join(f"{k}={v}" for k, v in config_dict(config).items()) or "-"
+        table.add_row(name, cls.paper, defaults, f"{cls.model_evals_per_step(config, action_dim):,}")
+    out.print(table)
+
+
+@app.command("inspect")
+def inspect_command(path: Annotated[Path, typer.Argument(help="a TD-MPC2/BMPC checkpoint file")]):
+    """Family, model size, dims, value heads, layout and sha256 of a checkpoint."""
+    from benchctl.agents import load_checkpoint_with_info
+
+    _, info = load_checkpoint_with_info(path)
+    d = info.dims
+    table = Table(show_header=False, title=str(path))
+    table.add_column("field", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    rows = [
+        ("family", info.family), ("layout", info.layout),
+        ("model size", f"{info.model_size} ({info.num_params:,} parameters)"),
+        ("obs / action dim", f"{d.obs_dim} / {d.action_dim}"),
+        ("encoder", f"{d.num_enc_layers} layers, width {d.enc_dim}"), ("latent", f"{d.latent_dim} (SimNorm groups of {d.simnorm_dim})"),
+        ("mlp width", str(d.mlp_dim)),
+        ("value heads", f"{d.num_value_heads} x {'V(z)' if info.family == 'bmpc' else 'Q(z, a)'}, {d.num_bins} bins"),
+        ("policy log-std", f"[{info.log_std_bounds[0]:g}, {info.log_std_bounds[1]:g}]"),
+        ("sha256", info.sha256),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    out.print(table)
+
+
+def main() -> None:
+    """Console entry point: bad input is one line on stderr and exit code 2, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except BenchctlError as exc:
+        err.print(f"benchctl: error: {exc}", markup=False)
+        sys.exit(2)
+    except click.exceptions.NoSuchOption as exc:
+        err.print(f"benchctl: error: {exc.format_message()} (see --help)", markup=False)
+        sys.exit(2)
+    except click.UsageError as exc:
+        err.print(f"benchctl: error: {exc.format_message()} (see --help)".replace("\n", " "), markup=False)
+        sys.exit(2)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        err.print("interrupted: finished episodes are saved; rerun the same command to resume", markup=False)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Suite adapters behind one small Env interface (see `base.py`)."""

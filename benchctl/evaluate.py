@@ -1,0 +1,89 @@
+"""The episode loop: obs -> encode -> plan -> env step, with per-step latency and model-work counts."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from benchctl.envs.base import Env
+from benchctl.planners.base import Planner
+
+
+def episode_seed(cell_seed: int, episode: int) -> int:
+    """The seed of one episode: fixed by (cell seed, episode index), so a resumed run replays it exactly."""
+    return int(np.random.SeedSequence([cell_seed, episode]).generate_state(1)[0])
+
+
+@dataclass
+class StepTimer:
+    """Wall time of a block in ms; on CUDA the device is synchronized before reading the clock."""
+
+    device: torch.device
+
+    def __post_init__(self):
+        self._sync = self.device.type == "cuda"
+
+    def now(self) -> float:
+        if self._sync:
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    arr = np.asarray(values, dtype=np.float64)
+    return {
+        "mean": float(arr.mean()), "p50": float(np.percentile(arr, 50)),
+        "p95": float(np.percentile(arr, 95)), "max": float(arr.max()),
+    }
+
+
+def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> dict:
+    """One seeded episode. Returns the record the store writes (minus the episode index).
+
+    Latency covers encode + plan (observation upload and action download included), the time a
+    controller waits for its action. World-model evaluations are counted by the model.
+    """
+    model = planner.model
+    generator = torch.Generator(device=device).manual_seed(seed)
+    grad_context = contextlib.nullcontext if planner.uses_gradients else torch.inference_mode
+    timer = StepTimer(device)
+    obs = env.reset(seed)
+    planner.reset()
+    latencies, evals, rewards, predicted = [], [], [], []
+    total, success, start = 0.0, None, time.perf_counter()
+    for _ in range(env.episode_length):
+        evals_before = model.model_evals
+        t0 = timer.now()
+        with grad_context():
+            with torch.inference_mode():
+                z = model.encode(torch.as_tensor(obs, device=device).unsqueeze(0))
+            z = z.clone() if planner.uses_gradients else z  # leave inference mode's tensor behind
+            plan = planner.plan(z, generator)
+            action = plan.action.detach().cpu().numpy()
+        latencies.append((timer.now() - t0) * 1e3)
+        evals.append(model.model_evals - evals_before)
+        predicted.append(plan.predicted_return)
+        result = env.step(action)
+        rewards.append(result.reward)
+        total += result.reward
+        obs = result.obs
+        if result.success is not None:
+            success = result.success
+        if result.done:
+            break
+    record = {
+        "return": total,
+        "success": success,
+        "length": len(rewards),
+        "wall_s": time.perf_counter() - start,
+        "latency_ms": _stats(latencies),
+        "model_evals_per_step": float(np.mean(evals)),
+        "rewards": [round(r, 6) for r in rewards],
+    }
+    if any(p is not None for p in predicted):
+        record["predicted_returns"] = [None if p is None else round(p, 6) for p in predicted]
+    return record

@@ -1,0 +1,228 @@
+"""Fan (task, seed, planner) cells out and run them in-process, resuming what is on disk.
+
+A cell = one checkpoint on one task, one planner with a resolved config, one seed, N episodes.
+Cells sharing a checkpoint share one loaded agent.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+import benchctl
+from benchctl.agents.checkpoint import (
+    detect_layout,
+    infer_dims,
+    load_checkpoint_with_info,
+    read_state_dict,
+    to_current_layout,
+)
+from benchctl.errors import BenchctlError
+from benchctl.evaluate import episode_seed, run_episode
+from benchctl.planners.base import config_dict, make_planner, parse_set, planner_class, resolve_config
+from benchctl.store import CellFile, cell_path, open_cell
+from benchctl.suites import Suite, Task, make_env
+
+DEFAULT_SEEDS = (1, 2, 3)
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """One checkpoint to evaluate on one task; `seed` is its training seed (the cell's seed)."""
+
+    task: Task
+    seed: int
+    checkpoint: Path
+
+
+@dataclass
+class PlannerSpec:
+    name: str
+    config: Any
+
+    @property
+    def config_dict(self) -> dict:
+        return config_dict(self.config)
+
+
+@dataclass
+class EvalRequest:
+    suite: Suite
+    agents: list[AgentSpec]
+    planners: list[PlannerSpec]
+    episodes: int = 10
+    device: str = "cpu"
+    out: Path = Path("results")
+    run: str | None = None  # default: the agent family
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (task, why)
+
+
+class Reporter(Protocol):
+    def start(self, total: int, done: int) -> None: ...
+    def cell(self, label: str) -> None: ...
+    def episode(self, label: str, record: dict) -> None: ...
+    def warn(self, message: str) -> None: ...
+
+
+# -- building a request -------------------------------------------------------------------
+def find_checkpoints(directory: Path, suite: Suite, tasks: list[Task], seeds: list[int]) -> tuple[list[AgentSpec], list[tuple[str, str]]]:
+    """Checkpoints in the official naming: DIR/<task>-<seed>.pt, DIR/dmcontrol/..., DIR/<suite>/...
+
+    Returns (found, skipped), skipped = [(task, why)] for tasks with no checkpoint at any seed.
+    """
+    if not directory.is_dir():
+        raise BenchctlError(f"--checkpoints {directory}: no such directory; pass a folder of <task>-<seed>.pt files")
+    found, skipped = [], []
+    for task in tasks:
+        hits = []
+        for seed in seeds:
+            for folder in (directory, directory / "dmcontrol", directory / suite.name):
+                paths = [folder / f"{name}-{seed}.pt" for name in (task.name, *task.aliases)]
+                path = next((p for p in paths if p.is_file()), None)
+                if path:
+                    hits.append(AgentSpec(task, seed, path))
+                    break
+        if hits:
+            found.extend(hits)
+        else:
+            names = "|".join((task.name, *task.aliases))
+            skipped.append((task.name, f"no {names}-{{{','.join(map(str, seeds))}}}.pt in {directory} or its dmcontrol/"))
+    return found, skipped
+
+
+def resolve_planners(names: list[str], set_items: list[str]) -> list[PlannerSpec]:
+    """Planner specs with `--set` applied: `key=v` to every planner having that option, `planner.key=v` to one."""
+    overrides = parse_set(set_items)
+    per_planner: dict[str, dict[str, str]] = {n: {} for n in names}
+    for key, value in overrides.items():
+        target, dot, option = key.partition(".")
+        if dot:
+            if target not in per_planner:
+                raise BenchctlError(f"--set {key}: planner {target!r} is not among --planner {', '.join(names)}")
+            per_planner[target][option] = value
+            continue
+        owners = [n for n in names if key in planner_class(n).Config.__dataclass_fields__]
+        if not owners:
+            resolve_config(names[0], {key: value})  # raises the "no option ... did you mean" error
+        for n in owners:
+            per_planner[n][key] = value
+    return [PlannerSpec(n, resolve_config(n, per_planner[n])) for n in dict.fromkeys(names)]
+
+
+def check_device(device: str) -> torch.device:
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise BenchctlError(f"--device {device}: choose cpu or cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchctlError(f"--device {device}: this machine has no CUDA device visible to torch; use --device cpu")
+    return torch.device(device)
+
+
+def check_fits(agent: AgentSpec) -> tuple[int, int]:
+    """Check the checkpoint's dims against the task's env before any episode runs. Returns (obs, action)."""
+    state = read_state_dict(agent.checkpoint)
+    _, dims = infer_dims(to_current_layout(state, detect_layout(state)))
+    env = make_env(agent.task)
+    if (dims.obs_dim, dims.action_dim) != (env.obs_dim, env.action_dim):
+        raise BenchctlError(
+            f"{agent.checkpoint} takes obs {dims.obs_dim} / action {dims.action_dim}, but {agent.task.name} has "
+            f"obs {env.obs_dim} / action {env.action_dim}; pass a checkpoint trained on {agent.task.name}"
+        )
+    return env.obs_dim, env.action_dim
+
+
+# -- running ------------------------------------------------------------------------------
+def _git_commit() -> str | None:
+    try:
+        root = Path(benchctl.__file__).resolve().parent.parent
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _versions() -> dict[str, str | None]:
+    import importlib.metadata as md
+
+    def version(name: str) -> str | None:
+        try:
+            return md.version(name)
+        except md.PackageNotFoundError:
+            return None
+
+    return {
+        "benchctl": benchctl.__version__, "git_commit": _git_commit(), "python": platform.python_version(),
+        "torch": torch.__version__, "mujoco": version("mujoco"), "dm_control": version("dm-control"),
+        "numpy": version("numpy"),
+    }
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+@dataclass
+class CellResult:
+    task: str
+    planner: str
+    seed: int
+    path: Path
+    episodes: list[dict]
+    header: dict
+
+
+def run(request: EvalRequest, reporter: Reporter) -> list[CellResult]:
+    """Run every missing episode of every cell; finished episodes on disk are kept, never rerun."""
+    device = check_device(request.device)
+    versions = _versions()
+    for agent in request.agents:
+        check_fits(agent)
+    # Open every cell first so the progress bar knows what is already done.
+    loaded: dict[Path, tuple] = {}
+    opened: list[tuple[AgentSpec, PlannerSpec, CellFile, Any]] = []
+    done = 0
+    for agent, spec in ((a, p) for a in request.agents for p in request.planners):
+        if agent.checkpoint not in loaded:  # one load per checkpoint, shared by its planners
+            loaded[agent.checkpoint] = load_checkpoint_with_info(agent.checkpoint, device=str(device))
+        model, info = loaded[agent.checkpoint]
+        run_name = request.run or info.family
+        path = cell_path(request.out, run_name, request.suite.name, agent.task.name, spec.name, spec.config_dict, agent.seed)
+        header = {
+            "type": "header", "suite": request.suite.name, "task": agent.task.name, "seed": agent.seed,
+            "planner": spec.name, "planner_config": spec.config_dict, "checkpoint": str(agent.checkpoint),
+            "checkpoint_sha256": info.sha256, "family": info.family, "model_size": info.model_size,
+            "model_params": info.num_params, "dims": info.as_dict()["dims"], "discount": agent.task.discount,
+            "episode_length": agent.task.episode_length, "action_repeat": agent.task.action_repeat,
+            "normalization": agent.task.normalization, "device": str(device), "device_name": _device_name(device),
+            "versions": versions, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        cell = open_cell(path, header)
+        for warning in cell.warnings:
+            reporter.warn(warning)
+        done += len(cell.done & set(range(request.episodes)))
+        opened.append((agent, spec, cell, model))
+    reporter.start(len(opened) * request.episodes, done)
+    results: list[CellResult] = []
+    for agent, spec, cell, model in opened:
+        label = f"{agent.task.name} {spec.name} seed {agent.seed}"
+        reporter.cell(label)
+        missing = [i for i in range(request.episodes) if i not in cell.done]
+        if missing:
+            model.discount = agent.task.discount
+            planner = make_planner(spec.name, model, spec.config)
+            env = make_env(agent.task, seed=agent.seed)
+            for index in missing:
+                record = {"type": "episode", "episode": index, "env_seed": episode_seed(agent.seed, index)}
+                record |= run_episode(env, planner, record["env_seed"], device)
+                cell.append(record)
+                reporter.episode(label, record)
+        episodes = sorted((e for e in cell.episodes if e["episode"] < request.episodes), key=lambda e: e["episode"])
+        results.append(CellResult(agent.task.name, spec.name, agent.seed, cell.path, episodes, cell.header))
+    return results

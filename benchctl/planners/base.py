@@ -1,0 +1,161 @@
+"""Planner protocol, the registry of planners, and type-checked `--set key=value` overrides.
+
+A planner module defines a `@dataclass` config whose fields carry the paper defaults and a
+`Planner` subclass decorated with `@register`. Dropping a file into `benchctl/planners/` is all
+it takes: the package discovers its modules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+import typing
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from benchctl.agents.base import WorldModel
+from benchctl.errors import BenchctlError, did_you_mean, unknown
+
+
+@dataclass
+class Plan:
+    """A planner's decision for one environment step.
+
+    action: (A,) in [-1, 1]; predicted_return: the model's return estimate of the executed plan
+    (None when the planner makes none); info: planner-specific scalars.
+    """
+
+    action: torch.Tensor
+    predicted_return: float | None = None
+    info: dict[str, float] = field(default_factory=dict)
+
+
+class Planner(ABC):
+    """Chooses actions in latent space. State kept across steps (warm starts) is cleared by `reset()`."""
+
+    name: ClassVar[str]
+    paper: ClassVar[str]
+    Config: ClassVar[type]
+    uses_gradients: ClassVar[bool] = False
+
+    def __init__(self, model: WorldModel, config: Any):
+        self.model = model
+        self.config = config
+
+    def reset(self) -> None:
+        """Episode start: forget warm starts."""
+
+    @abstractmethod
+    def plan(self, z: torch.Tensor, generator: torch.Generator) -> Plan:
+        """z: (1, Z), the encoded current observation. All randomness comes from `generator`."""
+
+    @classmethod
+    def model_evals_per_step(cls, config: Any, action_dim: int) -> int:
+        """World-model evaluations (candidate x horizon step) per planning step at this config."""
+        return 0
+
+
+_REGISTRY: dict[str, type[Planner]] = {}
+
+
+def register(cls: type[Planner]) -> type[Planner]:
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def registry() -> dict[str, type[Planner]]:
+    """Every planner, by name. Imports each module of this package once."""
+    if not _REGISTRY or not getattr(registry, "_loaded", False):
+        import benchctl.planners as package
+
+        for module in pkgutil.iter_modules(package.__path__):
+            if module.name != "base":
+                importlib.import_module(f"benchctl.planners.{module.name}")
+        registry._loaded = True  # type: ignore[attr-defined]
+    return dict(sorted(_REGISTRY.items()))
+
+
+def planner_class(name: str) -> type[Planner]:
+    planners = registry()
+    if name not in planners:
+        raise unknown("planner", name, planners)
+    return planners[name]
+
+
+def parse_set(items: list[str]) -> dict[str, str]:
+    """['horizon=5', ...] -> {'horizon': '5'}; a malformed item is a BenchctlError."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BenchctlError(f"--set {item!r} is not key=value; write e.g. --set horizon=5")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _coerce(planner: str, key: str, text: str, kind: Any) -> Any:
+    if typing.get_origin(kind) is typing.Literal:
+        choices = [str(c) for c in typing.get_args(kind)]
+        if text not in choices:
+            raise BenchctlError(f"--set {key}={text}: {planner}.{key} must be one of {', '.join(choices)}")
+        return text
+    try:
+        if kind is bool:
+            lowered = text.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return lowered in ("true", "1", "yes")
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+        return str(text)
+    except ValueError:
+        raise BenchctlError(
+            f"--set {key}={text}: {planner}.{key} takes a {getattr(kind, '__name__', kind)}, e.g. "
+            f"--set {key}={'true' if kind is bool else 1}"
+        ) from None
+
+
+def resolve_config(name: str, overrides: dict[str, str]) -> Any:
+    """The planner's config dataclass with paper defaults, then `overrides` applied and type-checked."""
+    cls = planner_class(name)
+    hints = typing.get_type_hints(cls.Config, include_extras=False)
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    values = {}
+    for key, text in overrides.items():
+        if key not in fields:
+            raise BenchctlError(
+                f"--set {key}: {name} has no option {key!r}{did_you_mean(key, fields)}; "
+                f"its options: {', '.join(sorted(fields))}"
+            )
+        values[key] = _coerce(name, key, text, hints[key])
+    config = cls.Config(**values)
+    check = getattr(config, "validate", None)
+    if check is not None:
+        problem = check()
+        if problem:
+            raise BenchctlError(f"{name}: {problem}")
+    return config
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def make_planner(name: str, model: WorldModel, config: Any) -> Planner:
+    return planner_class(name)(model, config)
+
+
+def field_docs(config_cls: type) -> dict[str, str]:
+    """Each config field's doc (the `doc` metadata: what it is and which equation/table it comes from)."""
+    return {f.name: f.metadata.get("doc", "") for f in dataclasses.fields(config_cls)}
+
+
+def option(default: Any, doc: str) -> Any:
+    """A config field with its default and a one-line provenance doc."""
+    return field(default=default, metadata={"doc": doc})

@@ -1,0 +1,124 @@
+"""The results store: one append-only JSON-lines file per cell, crash-safe and resumable.
+
+A cell is (run, suite, task, planner+config, seed); its file lives at
+`<out>/<run>/<suite>/<task>/<planner>@<config-hash>/seed-<seed>.jsonl`. Line 1 is the header
+(provenance); every further line is one finished episode, flushed and fsynced before the next
+episode starts. A torn last line (a crash mid-write) is dropped and reported, never misread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchctl.errors import BenchctlError
+
+# Header fields that must agree for a resumed cell to continue the same experiment.
+IDENTITY = ("suite", "task", "planner", "planner_config", "checkpoint_sha256", "device")
+
+
+def config_hash(planner: str, config: dict[str, Any]) -> str:
+    """8 hex digits identifying a planner and its resolved config."""
+    text = json.dumps({"planner": planner, "config": config}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def cell_path(out: Path, run: str, suite: str, task: str, planner: str, config: dict[str, Any], seed: int) -> Path:
+    return Path(out) / run / suite / task / f"{planner}@{config_hash(planner, config)}" / f"seed-{seed}.jsonl"
+
+
+@dataclass
+class CellFile:
+    """An opened cell: its header, the episodes already on disk, and what was repaired on open."""
+
+    path: Path
+    header: dict[str, Any]
+    episodes: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def done(self) -> set[int]:
+        return {int(e["episode"]) for e in self.episodes}
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Write one episode line and make it durable before returning."""
+        line = json.dumps(record, separators=(",", ":"), allow_nan=False)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.episodes.append(record)
+
+
+def read_cell(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[str], int]:
+    """(header, episodes, warnings, bytes of intact content) of a cell file, without changing it.
+
+    Only the last line may be torn (no newline, or not JSON); anything damaged earlier is an error.
+    """
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    complete, tail = lines[:-1], lines[-1]  # tail: bytes after the last newline ("" if none)
+    header, episodes, warnings, good = None, [], [], 0
+    for number, raw in enumerate(complete, start=1):
+        try:
+            obj = json.loads(raw)
+            if not isinstance(obj, dict):
+                raise ValueError
+        except ValueError:
+            if number == len(complete) and not tail:
+                warnings.append(f"{path}: dropped a torn last line (line {number}); that episode will be rerun")
+                return header, episodes, warnings, good
+            raise BenchctlError(
+                f"{path} line {number} is not a JSON record; move the file away to rerun that cell"
+            ) from None
+        if number == 1:
+            if obj.get("type") != "header":
+                raise BenchctlError(f"{path} does not start with a benchctl header; move the file away to rerun that cell")
+            header = obj
+        else:
+            episodes.append(obj)
+        good += len(raw) + 1
+    if tail:
+        warnings.append(f"{path}: dropped a torn last line (line {len(complete) + 1}); that episode will be rerun")
+    return header, episodes, warnings, good
+
+
+def open_cell(path: Path, header: dict[str, Any]) -> CellFile:
+    """Open (or create) a cell for appending, checking that an existing file is the same experiment."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and path.stat().st_size > 0:
+        old, episodes, warnings, good = read_cell(path)
+        if old is not None:
+            for key in IDENTITY:
+                if old.get(key) != header.get(key):
+                    raise BenchctlError(
+                        f"{path} holds results with a different {key} ({old.get(key)!r} vs {header.get(key)!r}); "
+                        "pass --run NAME or --out DIR to keep the two apart"
+                    )
+            if good < path.stat().st_size:
+                with open(path, "r+b") as f:  # cut the torn line so appends start on a clean line
+                    f.truncate(good)
+                    f.flush()
+                    os.fsync(f.fileno())
+            unique: dict[int, dict] = {}
+            for e in episodes:
+                unique.setdefault(int(e["episode"]), e)
+            return CellFile(path, old, list(unique.values()), warnings)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(header, separators=(",", ":")) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    _fsync_dir(path.parent)
+    return CellFile(path, header)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
