@@ -53,13 +53,12 @@ def read_state_dict(path: str | Path) -> dict:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for foreign files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        if "Unsupported global" in str(exc):
             raise BenchctlError(
                 f"{path} holds pickled Python objects, not just tensors; benchctl loads only weights "
                 "(torch.load weights_only=True): re-save it as {'model': state_dict}"
             ) from None
-        raise BenchctlError(f"{path} is not a PyTorch checkpoint ({first[:120]}); pass a TD-MPC2/BMPC .pt file") from None
+        raise BenchctlError(f"{path} is not a PyTorch checkpoint (torch.load cannot read it); pass a TD-MPC2/BMPC .pt file") from None
     state = blob.get("model", blob) if isinstance(blob, dict) else None
     if not isinstance(state, dict) or not any(isinstance(k, str) and k.startswith("_encoder.") for k in state):
         raise BenchctlError(
