@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 
@@ -10,7 +9,7 @@ import numpy as np
 import torch
 
 from benchctl.envs.base import Env
-from benchctl.planners.base import Planner
+from benchctl.planners.base import Plan, Planner
 
 
 def episode_seed(cell_seed: int, episode: int) -> int:
@@ -41,6 +40,20 @@ def _stats(values: list[float]) -> dict[str, float]:
     }
 
 
+def plan_step(planner: Planner, obs: np.ndarray, generator: torch.Generator, device: torch.device) -> Plan:
+    """Encode one observation (obs_dim,) and plan: what a controller waits for at each step.
+
+    Gradient-free planners run under inference mode; gradient planners get a normal tensor z so
+    that autograd can differentiate with respect to their actions.
+    """
+    with torch.inference_mode():
+        z = planner.model.encode(torch.as_tensor(obs, device=device).unsqueeze(0))
+    if planner.uses_gradients:
+        return planner.plan(z.clone(), generator)  # a clone outside inference mode is a normal tensor
+    with torch.inference_mode():
+        return planner.plan(z, generator)
+
+
 def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> dict:
     """One seeded episode. Returns the record the store writes (minus the episode index).
 
@@ -49,7 +62,6 @@ def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> 
     """
     model = planner.model
     generator = torch.Generator(device=device).manual_seed(seed)
-    grad_context = contextlib.nullcontext if planner.uses_gradients else torch.inference_mode
     timer = StepTimer(device)
     obs = env.reset(seed)
     planner.reset()
@@ -58,12 +70,8 @@ def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> 
     for _ in range(env.episode_length):
         evals_before = model.model_evals
         t0 = timer.now()
-        with grad_context():
-            with torch.inference_mode():
-                z = model.encode(torch.as_tensor(obs, device=device).unsqueeze(0))
-            z = z.clone() if planner.uses_gradients else z  # leave inference mode's tensor behind
-            plan = planner.plan(z, generator)
-            action = plan.action.detach().cpu().numpy()
+        plan = plan_step(planner, obs, generator, device)
+        action = plan.action.detach().cpu().numpy()
         latencies.append((timer.now() - t0) * 1e3)
         evals.append(model.model_evals - evals_before)
         predicted.append(plan.predicted_return)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from benchctl.agents import load_checkpoint
+from benchctl.evaluate import plan_step
 from benchctl.planners import make_planner, registry, resolve_config
 from benchctl.planners.mppi import MPPIPlanner
 
@@ -43,17 +44,20 @@ class StraightforwardMPPI(MPPIPlanner):
         return (ret + discount * heads[pick].mean(0)).squeeze(1)
 
 
-def time_planner(planner, observations: torch.Tensor, calls: int, warmup: int = 3) -> np.ndarray:
-    """ms per planning step (encode + plan) over `calls` states."""
+def time_planner(planner, observations: np.ndarray, max_calls: int, budget_s: float, warmup: int = 2) -> np.ndarray:
+    """ms per planning step (encode + plan, as `benchctl eval` times it) after `warmup` steps;
+    at most `max_calls` steps or about `budget_s` seconds, whichever comes first (at least 3)."""
     generator = torch.Generator().manual_seed(0)
-    times = []
-    with torch.inference_mode():
-        for i in range(warmup + calls):
-            obs = observations[i % len(observations)].unsqueeze(0)
-            start = time.perf_counter()
-            planner.plan(planner.model.encode(obs), generator)
-            if i >= warmup:
-                times.append((time.perf_counter() - start) * 1e3)
+    device = torch.device("cpu")
+    times: list[float] = []
+    start_all = time.perf_counter()
+    for i in range(warmup + max_calls):
+        start = time.perf_counter()
+        plan_step(planner, observations[i % len(observations)], generator, device)
+        if i >= warmup:
+            times.append((time.perf_counter() - start) * 1e3)
+            if len(times) >= 3 and time.perf_counter() - start_all > budget_s:
+                break
     return np.asarray(times)
 
 
@@ -61,13 +65,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--calls", type=int, default=30, help="timed planning steps per planner")
+    parser.add_argument("--calls", type=int, default=30, help="timed planning steps per planner (at most)")
+    parser.add_argument("--budget", type=float, default=20.0, help="seconds per planner (at least 3 steps)")
     parser.add_argument("--planners", default=",".join(registry()))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_checkpoint(args.checkpoint)
     model.discount = 0.99
-    observations = torch.randn(64, model.dims.obs_dim, generator=torch.Generator().manual_seed(1))
+    observations = np.random.default_rng(1).standard_normal((64, model.dims.obs_dim)).astype(np.float32)
     print(f"checkpoint: {args.checkpoint.name} ({sum(p.numel() for p in model.parameters()):,} parameters)")
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads")
     print(f"{'planner':<16}{'median ms':>11}{'p95 ms':>10}{'WM evals/step':>15}")
@@ -76,9 +81,10 @@ def main() -> None:
     planners.append(("mppi-reference", StraightforwardMPPI(model, resolve_config("mppi", {}))))
     for name, planner in planners:
         calls = args.calls if planner.model_evals_per_step(planner.config, model.action_dim) else 10 * args.calls
+        times = time_planner(planner, observations, calls, args.budget)
         before = model.model_evals
-        times = time_planner(planner, observations, calls)
-        evals = (model.model_evals - before) / (calls + 3)
+        plan_step(planner, observations[0], torch.Generator().manual_seed(0), torch.device("cpu"))
+        evals = model.model_evals - before
         rows[name] = np.median(times)
         print(f"{name:<16}{np.median(times):>11.2f}{np.percentile(times, 95):>10.2f}{evals:>15,.0f}")
     if "mppi" in rows:

@@ -10,6 +10,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from tests.conftest import BMPC_MS5, TDMPC2_MS1, run_cli
 
 
@@ -115,3 +118,37 @@ def test_ls_and_inspect(reference):
     assert info.returncode == 0
     for text in ("bmpc", "3,192,625", "2 x V(z)", "[-3, 1]", "current"):
         assert text in info.stdout
+
+
+ALL_PLANNERS = ["policy", "mppi", "cem", "smc", "grad_mpc", "policy_grad_mpc", "dream_mpc", "cem_gd"]
+# Small budgets keep 100-step episodes quick on CPU; the algorithms are the real ones.
+SMALL_BUDGETS = [
+    "mppi.num_samples=64", "mppi.num_elites=8", "mppi.num_pi_trajs=8",
+    "cem.candidates=64", "cem.elites=8", "cem.iterations=2", "cem.horizon=3",
+    "grad_mpc.candidates=16", "grad_mpc.iterations=2", "grad_mpc.horizon=3",
+    "cem_gd.horizon=3", "cem_gd.init_samples=64", "cem_gd.gd_steps=2",
+    "smc.particles=32", "smc.horizon=2",
+]
+
+
+@pytest.mark.parametrize("checkpoint", [TDMPC2_MS1, BMPC_MS5])
+def test_every_planner_completes_a_real_episode(reference, tmp_path, checkpoint):
+    out = tmp_path / "results"
+    args = ["eval", "--suite", "smoke", "--checkpoint", str(reference / f"{checkpoint}.pt"), "--task",
+            "cartpole-swingup", "--episodes", "1", "--out", str(out)]
+    for name in ALL_PLANNERS:
+        args += ["--planner", name]
+    for item in SMALL_BUDGETS:
+        args += ["--set", item]
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    cells = read_cells(out)
+    assert sorted(lines[0]["planner"] for lines in cells.values()) == sorted(ALL_PLANNERS)
+    for lines in cells.values():
+        header, (episode,) = lines[0], lines[1:]
+        assert episode["length"] == 100 and np.isfinite(episode["return"])
+        if header["planner"] != "policy":
+            assert episode["model_evals_per_step"] > 0
+            assert all(p is not None and np.isfinite(p) for p in episode["predicted_returns"])
+    dream = next(lines for lines in cells.values() if lines[0]["planner"] == "dream_mpc")
+    assert dream[1]["model_evals_per_step"] == 15

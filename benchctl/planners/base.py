@@ -98,6 +98,11 @@ def parse_set(items: list[str]) -> dict[str, str]:
 
 
 def _coerce(planner: str, key: str, text: str, kind: Any) -> Any:
+    args = typing.get_args(kind)
+    if type(None) in args:  # Optional[X]: "none" resets to the automatic default
+        if text.lower() in ("none", "null", "auto"):
+            return None
+        kind = next(a for a in args if a is not type(None))
     if typing.get_origin(kind) is typing.Literal:
         choices = [str(c) for c in typing.get_args(kind)]
         if text not in choices:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from benchctl.planners.base import Plan, Planner, option, register
+from benchctl.planners.rollout import policy_rollout, reward_sum, terminal_value
 
 
 @dataclass
@@ -71,34 +72,16 @@ class MPPIPlanner(Planner):
 
         z: (N, Z), the start latent per candidate; actions: (H, N, A) -> values (N,).
         """
-        gamma = self.model.discount
-        ret, discount = torch.zeros(z.shape[0], 1, device=z.device), 1.0
-        for a in actions:
-            z, reward = self.model.step(z, a)
-            ret = ret + discount * reward
-            discount *= gamma
-        terminal_action = self.model.policy(z, generator=generator)[0]
-        return (ret + discount * self.model.value_avg(z, terminal_action, generator)).squeeze(1)
-
-    def _policy_trajectories(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """(1, Z) -> (H, P, A): sampled policy actions rolled through the dynamics."""
-        cfg, model = self.config, self.model
-        zs = z.expand(cfg.num_pi_trajs, -1)
-        actions = []
-        for t in range(cfg.horizon):
-            a = model.policy(zs, generator=generator)[0]
-            actions.append(a)
-            if t < cfg.horizon - 1:
-                zs = model.next(zs, a)
-        return torch.stack(actions)
+        ret, z_end = reward_sum(self.model, z, actions, self.model.discount)
+        return ret + self.model.discount ** len(actions) * terminal_value(self.model, z_end, generator)
 
     def plan(self, z: torch.Tensor, generator: torch.Generator) -> Plan:
         cfg, model = self.config, self.model
         H, N, P, A = cfg.horizon, cfg.num_samples, cfg.num_pi_trajs, model.action_dim
         device = z.device
         actions = torch.empty(H, N, A, device=device)
-        if P:
-            actions[:, :P] = self._policy_trajectories(z, generator)
+        if P:  # sampled once, kept through every iteration
+            actions[:, :P] = policy_rollout(model, z.expand(P, -1), H, generator)
         mean = torch.zeros(H, A, device=device)
         std = torch.full((H, A), cfg.max_std, device=device)
         if self._prev_mean is not None:  # warm start; the std always restarts at max_std

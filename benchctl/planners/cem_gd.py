@@ -1,0 +1,155 @@
+"""CEM-GD (Huang et al. 2021, Alg. 1; spec/planners.md section 6): a CEM search seeds the top-k
+sequences, which are then refined by gradient steps with a backtracking line search.
+
+t = 0: CEM with `init_samples` per iteration from N(0, init_std^2) (paper: N_init = 15000 as
+5 x 3000). t > 0: `resample_samples` per iteration around the previous optimum shifted by one
+(paper: N_r = 50 as 5 x 10). The k best sequences seen take up to `gd_steps` gradient steps on
+the undiscounted predicted reward sum; each step tries eta, eta * rho, ... (at most
+`line_search_trials`) and is taken only if it raises the return, else that sequence stops.
+Actions are projected onto [-1, 1]. The released code's choices are options: `optimizer=adam`
+(projected Adam whose step is divided by 1.5 per failed trial), `tail_fill=zero`, `gd_steps=15`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from benchctl.planners.base import Plan, Planner, option, register
+from benchctl.planners.rollout import open_loop_return, shift
+
+
+@dataclass
+class CEMGDConfig:
+    horizon: int = option(45, "planning horizon T (CEM-GD Sec. 5)")
+    init_samples: int = option(3000, "samples per CEM iteration at t = 0: N_init = 15000 as 5 x 3000 (Alg. 1)")
+    resample_samples: int = option(10, "samples per CEM iteration at t > 0: N_r = 50 as 5 x 10 (Alg. 1)")
+    cem_iterations: int = option(5, "CEM iterations per step (released code: num_iterations=5)")
+    elite_ratio: float = option(0.1, "fraction of samples refitted by CEM (released code)")
+    cem_alpha: float = option(0.1, "weight of the old mean/std in the CEM refit (mbrl-lib alpha)")
+    init_std: float = option(1.0, "sampling std: N(mu, I) in the paper (the code's (ub - lb)^2 / 16 variance is std 0.5)")
+    top_k: int = option(1, "sequences refined by gradient steps, k (Alg. 1)")
+    gd_steps: int = option(10, "gradient updates per sequence, G (paper; released code 15)")
+    eta: float = option(0.01, "initial step size eta_init of the line search (Alg. 1)")
+    backtrack: float = option(0.67, "step shrink rho per failed trial (Alg. 1; the code's 1/1.5)")
+    line_search_trials: int = option(8, "trials J per update before the sequence stops (Alg. 1)")
+    optimizer: Literal["plain", "adam"] = option("plain", "plain projected gradient step (paper) or the code's projected Adam")
+    tail_fill: Literal["duplicate", "zero"] = option("duplicate", "warm start's new last action: duplicate (paper) or zero (code)")
+    use_value: bool = option(False, "add discount^H * value_avg at the horizon (not in the paper, which knows r)")
+
+    def validate(self) -> str | None:
+        if min(self.horizon, self.init_samples, self.resample_samples, self.cem_iterations, self.top_k) < 1:
+            return "horizon, samples, cem_iterations and top_k must be >= 1"
+        if self.top_k > min(self.init_samples, self.resample_samples) * self.cem_iterations:
+            return "top_k exceeds the samples drawn"
+        if not 0 < self.backtrack < 1 or self.eta <= 0:
+            return "need eta > 0 and 0 < backtrack < 1"
+        return None
+
+
+@register
+class CEMGDPlanner(Planner):
+    name = "cem_gd"
+    paper = "CEM-GD (Huang et al. 2021), Alg. 1: CEM seeds top-k refined by line-searched gradient steps"
+    Config = CEMGDConfig
+    uses_gradients = True
+
+    def __init__(self, model, config: CEMGDConfig):
+        super().__init__(model, config)
+        self._previous: torch.Tensor | None = None  # (H, A) last executed optimum
+        self.last_trace: list[torch.Tensor] = []  # returns (k,) of the refined sequences after each update
+
+    def reset(self) -> None:
+        self._previous = None
+
+    @classmethod
+    def model_evals_per_step(cls, config: CEMGDConfig, action_dim: int) -> int:
+        """Steady state (t > 0) lower bound: CEM samples plus one gradient evaluation per update."""
+        return (config.resample_samples * config.cem_iterations + config.top_k * config.gd_steps) * config.horizon
+
+    def objective(self, z: torch.Tensor, actions: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return open_loop_return(self.model, z, actions, generator, use_value=self.config.use_value,
+                                discounted=self.config.use_value)
+
+    def _cem(self, z: torch.Tensor, mean: torch.Tensor, samples: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """CEM from `mean` (H, A); returns the k best sequences seen (H, k, A) and their returns (k,)."""
+        cfg = self.config
+        H, A = mean.shape
+        std = torch.full_like(mean, cfg.init_std)
+        n_elite = max(1, int(cfg.elite_ratio * samples))
+        best_actions = torch.empty(H, 0, A, device=z.device)
+        best_values = torch.empty(0, device=z.device)
+        for _ in range(cfg.cem_iterations):
+            noise = torch.randn(H, samples, A, generator=generator, device=z.device)
+            actions = (mean.unsqueeze(1) + std.unsqueeze(1) * noise).clamp(-1, 1)
+            values = self.objective(z.expand(samples, -1), actions, generator).nan_to_num(float("-inf"))
+            _, elite_idx = torch.topk(values, n_elite)
+            elites = actions[:, elite_idx]
+            mean = cfg.cem_alpha * mean + (1 - cfg.cem_alpha) * elites.mean(1)
+            std = cfg.cem_alpha * std + (1 - cfg.cem_alpha) * elites.std(1, unbiased=False)
+            pool_actions = torch.cat([best_actions, actions], dim=1)
+            pool_values = torch.cat([best_values, values])
+            keep = torch.topk(pool_values, min(cfg.top_k, pool_values.numel())).indices
+            best_actions, best_values = pool_actions[:, keep], pool_values[keep]
+        return best_actions, best_values
+
+    def _refine(self, z: torch.Tensor, actions: torch.Tensor, values: torch.Tensor, generator: torch.Generator):
+        """Line-searched projected gradient ascent on each of the k sequences (batched over k)."""
+        cfg = self.config
+        k = actions.shape[1]
+        z_k = z.expand(k, -1)
+        active = torch.ones(k, dtype=torch.bool, device=z.device)
+        m = torch.zeros_like(actions)
+        v = torch.zeros_like(actions)
+        self.last_trace = [values.clone()]
+        for step in range(1, cfg.gd_steps + 1):
+            x = actions.detach().requires_grad_(True)
+            with torch.enable_grad():
+                (grad,) = torch.autograd.grad(self.objective(z_k, x, generator).sum(), x)
+            if cfg.optimizer == "adam":  # the direction is fixed per update; trials only shrink its length
+                m_new, v_new = 0.9 * m + 0.1 * grad, 0.999 * v + 0.001 * grad**2
+                direction = (m_new / (1 - 0.9**step)) / ((v_new / (1 - 0.999**step)).sqrt() + 1e-8)
+            else:
+                direction = grad
+            eta = torch.full((k,), cfg.eta, device=z.device)
+            accepted = torch.zeros(k, dtype=torch.bool, device=z.device)
+            for _ in range(cfg.line_search_trials):
+                trial = (actions + eta.view(1, -1, 1) * direction).clamp(-1, 1)
+                with torch.no_grad():
+                    trial_values = self.objective(z_k, trial, generator)
+                better = (trial_values > values) & active & ~accepted
+                actions = torch.where(better.view(1, -1, 1), trial, actions)
+                values = torch.where(better, trial_values, values)
+                if cfg.optimizer == "adam":
+                    m = torch.where(better.view(1, -1, 1), m_new, m)
+                    v = torch.where(better.view(1, -1, 1), v_new, v)
+                accepted |= better
+                if bool((accepted | ~active).all()):
+                    break
+                eta = torch.where(accepted, eta, eta * cfg.backtrack)
+            active &= accepted  # a failed search stops that sequence
+            self.last_trace.append(values.clone())
+            if not bool(active.any()):
+                break
+        return actions.detach(), values
+
+    def plan(self, z: torch.Tensor, generator: torch.Generator) -> Plan:
+        cfg = self.config
+        z = z.detach()
+        A = self.model.action_dim
+        if self._previous is None:
+            mean, samples = torch.zeros(cfg.horizon, A, device=z.device), cfg.init_samples
+        else:
+            mean, samples = shift(self._previous, cfg.tail_fill), cfg.resample_samples
+        with torch.no_grad():
+            actions, values = self._cem(z, mean, samples, generator)
+        actions, values = self._refine(z, actions, values, generator)
+        best = int(torch.argmax(values))
+        if not bool(torch.isfinite(values[best])):
+            plan, predicted = mean, float("nan")  # the warm-start mean, as the released code falls back
+        else:
+            plan, predicted = actions[:, best], float(values[best])
+        self._previous = plan.clone()
+        return Plan(action=plan[0].clamp(-1, 1), predicted_return=predicted if predicted == predicted else None)

@@ -1,0 +1,122 @@
+"""Dream-MPC (Spieler et al.): gradient-based MPC from policy proposals, with action reuse and an
+uncertainty penalty (paper Alg. 1; Eqs. 2, 3, 5, 6; spec/planners.md section 5).
+
+Default = the authors' released code: plain SGD with a global gradient-norm clip of 20, no clamp
+inside the loop, candidates ranked by the objective *before* the last update, the uncertainty
+u = mean * std over all value heads at (z_{h+1}, a_h) and at (z_H, pi(z_H)), not discounted,
+computed without gradient (it only changes which candidate is chosen). `uncertainty_grad=true`
+differentiates it, as Eq. 6 read literally does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from benchctl.planners.base import Plan, Planner, option, register
+from benchctl.planners.rollout import clip_global_norm, policy_rollout, shift, terminal_action
+
+
+@dataclass
+class DreamMPCConfig:
+    horizon: int = option(3, "planning horizon H (TD-MPC2 default; Dream-MPC Tab. 7)")
+    candidates: int = option(5, "policy proposals N optimized in parallel (num_pi_trajs, Tab. 7)")
+    iterations: int = option(1, "gradient steps I per planning step (Tab. 7)")
+    lr: float = option(0.1, "step size alpha of the plain SGD ascent (Tab. 7)")
+    reuse: float = option(0.1, "reuse coefficient rho: a = rho * shifted previous + (1 - rho) * proposal (Eq. 3, Tab. 7)")
+    lambda_unc: float | None = option(None, "uncertainty coefficient lambda (Eq. 6); None = per backbone: 0.01 TD-MPC2, 0.1 BMPC (authors' runs)")
+    uncertainty_grad: bool = option(False, "differentiate the uncertainty penalty (Eq. 6 literally); code default: rank only")
+    grad_clip_norm: float = option(20.0, "global L2 clip of the (H, N, A) action gradient (authors' code reuses the training clip)")
+
+    def validate(self) -> str | None:
+        if self.horizon < 1 or self.candidates < 1 or self.iterations < 1:
+            return "horizon, candidates and iterations must be >= 1"
+        if not 0.0 <= self.reuse <= 1.0:
+            return "reuse must be in [0, 1]"
+        if self.grad_clip_norm <= 0:
+            return "grad_clip_norm must be > 0"
+        return None
+
+
+def default_lambda(family: str) -> float:
+    return 0.1 if family == "bmpc" else 0.01
+
+
+def uncertainty(model, z: torch.Tensor, a: torch.Tensor | None) -> torch.Tensor:
+    """u = mean_m(value_m) * std_m(value_m) over every head, unbiased std: (N,)."""
+    heads = model.value(z, a).squeeze(-1)  # (M, N)
+    return heads.mean(0) * heads.std(0, unbiased=True)
+
+
+@register
+class DreamMPCPlanner(Planner):
+    name = "dream_mpc"
+    paper = "Dream-MPC (Spieler et al.), Alg. 1: gradient ascent on policy proposals, reuse, uncertainty penalty"
+    Config = DreamMPCConfig
+    uses_gradients = True
+
+    def __init__(self, model, config: DreamMPCConfig):
+        super().__init__(model, config)
+        self.lambda_unc = config.lambda_unc if config.lambda_unc is not None else default_lambda(model.family)
+        self._previous: torch.Tensor | None = None  # (H, N, A) last step's optimized candidates, clamped
+        self.last_initial: torch.Tensor | None = None  # (H, N, A) candidates before optimization
+        self.last_candidates: torch.Tensor | None = None  # (H, N, A) after optimization
+
+    def reset(self) -> None:
+        self._previous = None
+
+    @classmethod
+    def model_evals_per_step(cls, config: DreamMPCConfig, action_dim: int) -> int:
+        return config.candidates * config.iterations * config.horizon
+
+    def objective(self, z: torch.Tensor, actions: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """J (N,) of Eq. 6 as implemented: sum_h gamma^h R(z_h, a_h) - lambda u(z_{h+1}, a_h),
+        plus gamma^H value_avg(z_H, pi(z_H)) - lambda u(z_H, pi(z_H)). z: (N, Z), actions: (H, N, A).
+        The terminal policy noise is one draw shared by all candidates."""
+        model, lam = self.model, self.lambda_unc
+        ret, weight = 0.0, 1.0
+        latents = []
+        for a in actions:
+            z, reward = model.step(z, a)
+            ret = ret + weight * reward.squeeze(1)
+            weight *= model.discount
+            latents.append(z)
+        final_action = terminal_action(model, z, generator, shared_noise=True)
+        ret = ret + weight * model.value_avg(z, final_action, generator).squeeze(1)
+        if not lam:
+            return ret
+        # All H + 1 uncertainty points in one ensemble pass: (z_{h+1}, a_h) for each h, then (z_H, pi(z_H)).
+        with torch.enable_grad() if self.config.uncertainty_grad else torch.no_grad():
+            points = torch.cat([*latents, z])
+            point_actions = torch.cat([*actions, final_action]) if final_action is not None else None
+            penalty = uncertainty(model, points, point_actions).view(len(actions) + 1, -1).sum(0)
+        return ret - lam * penalty
+
+    def initial_candidates(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Policy proposals (Eq. 2) mixed with the shifted previous candidates (Eq. 3): (H, N, A)."""
+        cfg = self.config
+        with torch.no_grad():
+            proposals = policy_rollout(self.model, z.expand(cfg.candidates, -1), cfg.horizon, generator)
+        if self._previous is None or cfg.reuse == 0:
+            return proposals
+        return cfg.reuse * shift(self._previous, "duplicate") + (1 - cfg.reuse) * proposals
+
+    def plan(self, z: torch.Tensor, generator: torch.Generator) -> Plan:
+        cfg = self.config
+        z = z.detach()
+        z_all = z.expand(cfg.candidates, -1)
+        actions = self.initial_candidates(z, generator)
+        self.last_initial = actions.detach().clone()
+        for _ in range(cfg.iterations):
+            actions = actions.detach().requires_grad_(True)
+            with torch.enable_grad():
+                value = self.objective(z_all, actions, generator)
+                (grad,) = torch.autograd.grad(value.sum(), actions)
+            ranking = value.detach()  # J before the update decides the winner
+            actions = actions.detach() + cfg.lr * clip_global_norm(grad, cfg.grad_clip_norm)
+        best = int(torch.argmax(ranking))
+        self.last_candidates = actions
+        self._previous = actions.clamp(-1, 1)
+        return Plan(action=self._previous[0, best], predicted_return=float(ranking[best]),
+                    info={"best_candidate": best})

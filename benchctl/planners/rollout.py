@@ -1,0 +1,76 @@
+"""Latent rollouts shared by the planners: open-loop returns, terminal values, policy proposals.
+
+Shapes: z (N, Z) start latents (often one latent expanded over N candidates), actions (H, N, A).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from benchctl.agents.base import WorldModel
+
+
+def policy_rollout(model: WorldModel, z: torch.Tensor, horizon: int, generator: torch.Generator) -> torch.Tensor:
+    """Sampled policy actions rolled through the dynamics: z (N, Z) -> actions (H, N, A)."""
+    actions = []
+    for h in range(horizon):
+        a = model.policy(z, generator=generator)[0]
+        actions.append(a)
+        if h < horizon - 1:
+            z = model.next(z, a)
+    return torch.stack(actions)
+
+
+def reward_sum(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, discount: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum_h discount^h R(z_h, a_h) (N,), z_H (N, Z)) along the latent rollout."""
+    total = torch.zeros(z.shape[0], device=z.device)
+    weight = 1.0
+    for a in actions:
+        z, reward = model.step(z, a)
+        total = total + weight * reward.squeeze(1)
+        weight *= discount
+    return total, z
+
+
+def terminal_action(model: WorldModel, z: torch.Tensor, generator: torch.Generator,
+                    shared_noise: bool = False) -> torch.Tensor | None:
+    """a ~ pi(z) (N, A) for Q(z, a) heads; None for V(z) heads, which need no action.
+
+    shared_noise: one policy noise draw for every candidate (Dream-MPC's vmap randomness="same").
+    """
+    if not model.value_uses_action:
+        return None
+    eps = None
+    if shared_noise:
+        eps = torch.randn(1, model.action_dim, generator=generator, device=z.device).expand(z.shape[0], -1)
+    return model.policy(z, eps=eps, generator=generator)[0]
+
+
+def terminal_value(model: WorldModel, z: torch.Tensor, generator: torch.Generator, shared_noise: bool = False) -> torch.Tensor:
+    """Value of the final latent (N,): Q_avg(z, a ~ pi(z)) for Q heads, V_avg(z) for V heads."""
+    return model.value_avg(z, terminal_action(model, z, generator, shared_noise), generator).squeeze(1)
+
+
+def open_loop_return(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, generator: torch.Generator,
+                     use_value: bool = False, discounted: bool = False) -> torch.Tensor:
+    """Return of each open-loop plan (N,): reward sum, optionally plus discount^H times the terminal value."""
+    gamma = model.discount if discounted else 1.0
+    total, z_end = reward_sum(model, z, actions, gamma)
+    if use_value:
+        total = total + model.discount ** actions.shape[0] * terminal_value(model, z_end, generator)
+    return total
+
+
+def shift(plan: torch.Tensor, fill: str = "duplicate") -> torch.Tensor:
+    """Warm start for the next step: plan[h] <- plan[h + 1]; the last step duplicates the new last
+    (`duplicate`) or is zero (`zero`). plan: (H, ...)."""
+    out = torch.empty_like(plan)
+    out[:-1] = plan[1:]
+    out[-1] = out[-2] if (fill == "duplicate" and len(plan) > 1) else (plan[-1] if fill == "duplicate" else 0.0)
+    return out
+
+
+def clip_global_norm(grad: torch.Tensor, max_norm: float) -> torch.Tensor:
+    """Scale `grad` so its L2 norm is at most max_norm (torch.nn.utils.clip_grad_norm_'s rule)."""
+    norm = torch.linalg.vector_norm(grad)
+    return grad * torch.clamp(max_norm / (norm + 1e-6), max=1.0)

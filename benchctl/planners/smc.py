@@ -1,0 +1,78 @@
+"""Sequential Monte Carlo planning with a policy proposal (Byravan et al. 2022, Alg. 2;
+spec/planners.md section 7a).
+
+S particles start at z; for t = 0..H (H + 1 steps) each samples a ~ pi(z), steps the model, and
+gets the weight exp(A / tau) with advantage A = r (or r + V(z') - V(z) with `value=true`, our
+stated reading: the paper leaves A undefined); particles are resampled multinomially every step,
+whole histories copied. The first action of a uniformly drawn survivor is executed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from benchctl.planners.base import Plan, Planner, option, register
+
+
+@dataclass
+class SMCConfig:
+    particles: int = option(250, "S, particles (Byravan et al. App. F, learning setting)")
+    horizon: int = option(10, "H; the rollout takes H + 1 model steps (Alg. 2)")
+    temperature: float = option(0.01, "tau in w = exp(A / tau) (App. F; 0.1 for Ant walking)")
+    value: bool = option(False, "advantage r + V(z') - V(z) with V(z) = mean over value_samples policy actions of value_avg (App. F.2)")
+    value_samples: int = option(10, "policy actions averaged for V(z) of Q-value agents (App. F.2)")
+
+    def validate(self) -> str | None:
+        if self.particles < 1 or self.horizon < 0:
+            return "particles must be >= 1 and horizon >= 0"
+        if self.temperature <= 0:
+            return "temperature must be > 0"
+        return None
+
+
+@register
+class SMCPlanner(Planner):
+    name = "smc"
+    paper = "SMC planner with a policy proposal (Byravan et al. 2022), Alg. 2"
+    Config = SMCConfig
+
+    @classmethod
+    def model_evals_per_step(cls, config: SMCConfig, action_dim: int) -> int:
+        return config.particles * (config.horizon + 1)
+
+    def state_value(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """V(z) (S,): V heads directly, or the mean of value_avg(z, a_j) over policy samples a_j."""
+        model = self.model
+        if not model.value_uses_action:
+            return model.value_avg(z, None, generator).squeeze(1)
+        k = self.config.value_samples
+        zk = z.repeat(k, 1)
+        values = model.value_avg(zk, model.policy(zk, generator=generator)[0], generator)
+        return values.view(k, z.shape[0]).mean(0)
+
+    def plan(self, z: torch.Tensor, generator: torch.Generator) -> Plan:
+        cfg, model = self.config, self.model
+        S = cfg.particles
+        zs = z.expand(S, -1)
+        first_action = None
+        value_now = self.state_value(zs, generator) if cfg.value else None
+        returns = torch.zeros(S, device=z.device)  # each particle's predicted reward so far
+        for t in range(cfg.horizon + 1):
+            a = model.policy(zs, generator=generator)[0]
+            z_next, reward = model.step(zs, a)
+            advantage = reward.squeeze(1)
+            if cfg.value:
+                value_next = self.state_value(z_next, generator)
+                advantage = advantage + value_next - value_now
+            if first_action is None:
+                first_action = a
+            weights = torch.softmax(advantage / cfg.temperature, dim=0)
+            ancestors = torch.multinomial(weights, S, replacement=True, generator=generator)
+            zs, first_action = z_next[ancestors], first_action[ancestors]
+            returns = returns[ancestors] + reward.squeeze(1)[ancestors]
+            if cfg.value:
+                value_now = value_next[ancestors]
+        pick = torch.randint(S, (1,), generator=generator, device=z.device)
+        return Plan(action=first_action[pick[0]].clamp(-1, 1), predicted_return=float(returns[pick[0]]))
