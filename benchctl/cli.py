@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import click
 import numpy as np
@@ -14,11 +14,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from benchctl.errors import BenchctlError, unknown
+from benchctl.errors import BenchctlError
 
 app = typer.Typer(
-    name="benchctl", help="Benchmark test-time planners on learned world models.",
-    add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+    name="benchctl",
+    help="Benchmark test-time planners on learned world models.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
 )
 out = Console()
 if not out.is_terminal:  # piped or logged: don't squeeze tables into 80 columns
@@ -42,8 +45,14 @@ class RichReporter:
 
     def __init__(self):
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("episodes"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("episodes"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=False,
         )
         self.bar = None
 
@@ -58,9 +67,10 @@ class RichReporter:
 
     def episode(self, label: str, record: dict) -> None:
         self.progress.update(
-            self.bar, advance=1,
+            self.bar,
+            advance=1,
             description=f"{label}: ep {record['episode']} return {record['return']:.1f}, "
-                        f"{record['latency_ms']['p50']:.1f} ms/step",
+            f"{record['latency_ms']['p50']:.1f} ms/step",
         )
 
     def warn(self, message: str) -> None:
@@ -85,25 +95,34 @@ def _summary(results) -> Table:
         returns = np.array([e["return"] for e in eps])
         ms = np.median([e["latency_ms"]["p50"] for e in eps])
         evals = np.mean([e["model_evals_per_step"] for e in eps])
-        table.add_row(task, planner, str(len(cells)), str(len(eps)), f"{returns.mean():.1f} ± {returns.std():.1f}",
-                      f"{ms:.2f}", f"{evals:,.0f}")
+        table.add_row(
+            task,
+            planner,
+            str(len(cells)),
+            str(len(eps)),
+            f"{returns.mean():.1f} ± {returns.std():.1f}",
+            f"{ms:.2f}",
+            f"{evals:,.0f}",
+        )
     return table
 
 
 @app.command("eval")
 def eval_command(
     suite: Annotated[str, typer.Option(help="suite name (suites/<name>.toml)")] = "dmc",
-    planner: Annotated[Optional[list[str]], typer.Option("--planner", "-p", help="planner; repeat for several")] = None,
-    checkpoints: Annotated[Optional[Path], typer.Option(help="folder of official <task>-<seed>.pt files")] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option(help="one checkpoint file (with --task)")] = None,
-    task: Annotated[Optional[str], typer.Option(help="the task of --checkpoint")] = None,
-    tasks: Annotated[Optional[str], typer.Option(help="comma-separated subset of the suite's tasks")] = None,
-    seeds: Annotated[Optional[str], typer.Option(help="comma-separated checkpoint seeds [default: 1,2,3]")] = None,
+    planner: Annotated[list[str] | None, typer.Option("--planner", "-p", help="planner; repeat for several")] = None,
+    checkpoints: Annotated[Path | None, typer.Option(help="folder of official <task>-<seed>.pt files")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="one checkpoint file (with --task)")] = None,
+    task: Annotated[str | None, typer.Option(help="the task of --checkpoint")] = None,
+    tasks: Annotated[str | None, typer.Option(help="comma-separated subset of the suite's tasks")] = None,
+    seeds: Annotated[str | None, typer.Option(help="comma-separated checkpoint seeds [default: 1,2,3]")] = None,
     episodes: Annotated[int, typer.Option(min=1, help="episodes per (task, planner, seed)")] = 10,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     out_dir: Annotated[Path, typer.Option("--out", help="results folder")] = Path("results"),
-    run: Annotated[Optional[str], typer.Option(help="name of this run under --out [default: agent family]")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="planner option key=value (or planner.key=value)")] = None,
+    run: Annotated[str | None, typer.Option(help="name of this run under --out [default: agent family]")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="planner option key=value (or planner.key=value)")
+    ] = None,
 ):
     """Evaluate agents with one or more planners; rerunning the same command resumes."""
     from benchctl import execute
@@ -124,8 +143,10 @@ def eval_command(
         agents, skipped = [execute.AgentSpec(suite_obj.task(task), seed, checkpoint)], []
     else:
         if checkpoints is None:
-            raise BenchctlError("no agents given: pass --checkpoints DIR (official <task>-<seed>.pt files) "
-                                "or --checkpoint FILE --task NAME")
+            raise BenchctlError(
+                "no agents given: pass --checkpoints DIR (official <task>-<seed>.pt files) "
+                "or --checkpoint FILE --task NAME"
+            )
         chosen = [suite_obj.task(t) for t in _csv(tasks)] or list(suite_obj.tasks.values())
         agents, skipped = execute.find_checkpoints(checkpoints, suite_obj, chosen, seed_list)
     for name, why in skipped:
@@ -159,7 +180,7 @@ def ls_suites():
 
 
 @ls_app.command("tasks")
-def ls_tasks(suite: Annotated[Optional[str], typer.Option(help="only this suite")] = None):
+def ls_tasks(suite: Annotated[str | None, typer.Option(help="only this suite")] = None):
     """Tasks with their protocol (episode length, action repeat, normalization)."""
     from benchctl.suites import load_suite, suite_names
 
@@ -195,10 +216,12 @@ def inspect_command(path: Annotated[Path, typer.Argument(help="a TD-MPC2/BMPC ch
     table.add_column("field", no_wrap=True)
     table.add_column("value", overflow="fold")
     rows = [
-        ("family", info.family), ("layout", info.layout),
+        ("family", info.family),
+        ("layout", info.layout),
         ("model size", f"{info.model_size} ({info.num_params:,} parameters)"),
         ("obs / action dim", f"{d.obs_dim} / {d.action_dim}"),
-        ("encoder", f"{d.num_enc_layers} layers, width {d.enc_dim}"), ("latent", f"{d.latent_dim} (SimNorm groups of {d.simnorm_dim})"),
+        ("encoder", f"{d.num_enc_layers} layers, width {d.enc_dim}"),
+        ("latent", f"{d.latent_dim} (SimNorm groups of {d.simnorm_dim})"),
         ("mlp width", str(d.mlp_dim)),
         ("value heads", f"{d.num_value_heads} x {'V(z)' if info.family == 'bmpc' else 'Q(z, a)'}, {d.num_bins} bins"),
         ("policy log-std", f"[{info.log_std_bounds[0]:g}, {info.log_std_bounds[1]:g}]"),

@@ -19,6 +19,4 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 def unknown(kind: str, word: str, choices: Iterable[str]) -> BenchctlError:
     """Error for a name that is not among `choices`, listing them and suggesting the closest."""
     choices = sorted(choices)
-    return BenchctlError(
-        f"unknown {kind} {word!r}{did_you_mean(word, choices)}; choose from: {', '.join(choices)}"
-    )
+    return BenchctlError(f"unknown {kind} {word!r}{did_you_mean(word, choices)}; choose from: {', '.join(choices)}")

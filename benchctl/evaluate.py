@@ -35,8 +35,10 @@ class StepTimer:
 def _stats(values: list[float]) -> dict[str, float]:
     arr = np.asarray(values, dtype=np.float64)
     return {
-        "mean": float(arr.mean()), "p50": float(np.percentile(arr, 50)),
-        "p95": float(np.percentile(arr, 95)), "max": float(arr.max()),
+        "mean": float(arr.mean()),
+        "p50": float(np.percentile(arr, 50)),
+        "p95": float(np.percentile(arr, 95)),
+        "max": float(arr.max()),
     }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import platform
 import subprocess
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -71,7 +71,9 @@ class Reporter(Protocol):
 
 
 # -- building a request -------------------------------------------------------------------
-def find_checkpoints(directory: Path, suite: Suite, tasks: list[Task], seeds: list[int]) -> tuple[list[AgentSpec], list[tuple[str, str]]]:
+def find_checkpoints(
+    directory: Path, suite: Suite, tasks: list[Task], seeds: list[int]
+) -> tuple[list[AgentSpec], list[tuple[str, str]]]:
     """Checkpoints in the official naming: DIR/<task>-<seed>.pt, DIR/dmcontrol/..., DIR/<suite>/...
 
     Returns (found, skipped), skipped = [(task, why)] for tasks with no checkpoint at any seed.
@@ -92,7 +94,9 @@ def find_checkpoints(directory: Path, suite: Suite, tasks: list[Task], seeds: li
             found.extend(hits)
         else:
             names = "|".join((task.name, *task.aliases))
-            skipped.append((task.name, f"no {names}-{{{','.join(map(str, seeds))}}}.pt in {directory} or its dmcontrol/"))
+            skipped.append(
+                (task.name, f"no {names}-{{{','.join(map(str, seeds))}}}.pt in {directory} or its dmcontrol/")
+            )
     return found, skipped
 
 
@@ -156,8 +160,12 @@ def _versions() -> dict[str, str | None]:
             return None
 
     return {
-        "benchctl": benchctl.__version__, "git_commit": _git_commit(), "python": platform.python_version(),
-        "torch": torch.__version__, "mujoco": version("mujoco"), "dm_control": version("dm-control"),
+        "benchctl": benchctl.__version__,
+        "git_commit": _git_commit(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "mujoco": version("mujoco"),
+        "dm_control": version("dm-control"),
         "numpy": version("numpy"),
     }
 
@@ -193,15 +201,30 @@ def run(request: EvalRequest, reporter: Reporter) -> list[CellResult]:
             loaded[agent.checkpoint] = load_checkpoint_with_info(agent.checkpoint, device=str(device))
         model, info = loaded[agent.checkpoint]
         run_name = request.run or info.family
-        path = cell_path(request.out, run_name, request.suite.name, agent.task.name, spec.name, spec.config_dict, agent.seed)
+        path = cell_path(
+            request.out, run_name, request.suite.name, agent.task.name, spec.name, spec.config_dict, agent.seed
+        )
         header = {
-            "type": "header", "suite": request.suite.name, "task": agent.task.name, "seed": agent.seed,
-            "planner": spec.name, "planner_config": spec.config_dict, "checkpoint": str(agent.checkpoint),
-            "checkpoint_sha256": info.sha256, "family": info.family, "model_size": info.model_size,
-            "model_params": info.num_params, "dims": info.as_dict()["dims"], "discount": agent.task.discount,
-            "episode_length": agent.task.episode_length, "action_repeat": agent.task.action_repeat,
-            "normalization": agent.task.normalization, "device": str(device), "device_name": _device_name(device),
-            "versions": versions, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "type": "header",
+            "suite": request.suite.name,
+            "task": agent.task.name,
+            "seed": agent.seed,
+            "planner": spec.name,
+            "planner_config": spec.config_dict,
+            "checkpoint": str(agent.checkpoint),
+            "checkpoint_sha256": info.sha256,
+            "family": info.family,
+            "model_size": info.model_size,
+            "model_params": info.num_params,
+            "dims": info.as_dict()["dims"],
+            "discount": agent.task.discount,
+            "episode_length": agent.task.episode_length,
+            "action_repeat": agent.task.action_repeat,
+            "normalization": agent.task.normalization,
+            "device": str(device),
+            "device_name": _device_name(device),
+            "versions": versions,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         cell = open_cell(path, header)
         for warning in cell.warnings:

@@ -77,7 +77,9 @@ def read_cell(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]], 
             ) from None
         if number == 1:
             if obj.get("type") != "header":
-                raise BenchctlError(f"{path} does not start with a benchctl header; move the file away to rerun that cell")
+                raise BenchctlError(
+                    f"{path} does not start with a benchctl header; move the file away to rerun that cell"
+                )
             header = obj
         else:
             episodes.append(obj)

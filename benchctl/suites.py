@@ -70,9 +70,12 @@ def load_suite(name: str) -> Suite:
         merged = defaults | spec
         try:
             tasks[task_name] = Task(
-                name=task_name, suite=name, env=merged["env"],
+                name=task_name,
+                suite=name,
+                env=merged["env"],
                 params={k: v for k, v in spec.items() if k not in _TASK_KEYS},
-                episode_length=int(merged["episode_length"]), action_repeat=int(merged.get("action_repeat", 1)),
+                episode_length=int(merged["episode_length"]),
+                action_repeat=int(merged.get("action_repeat", 1)),
                 normalization=dict(merged.get("normalization", {"kind": "none"})),
                 aliases=tuple(merged.get("aliases", ())),
             )

@@ -88,8 +88,10 @@ def main() -> None:
         rows[name] = np.median(times)
         print(f"{name:<16}{np.median(times):>11.2f}{np.percentile(times, 95):>10.2f}{evals:>15,.0f}")
     if "mppi" in rows:
-        print(f"mppi / reference: {rows['mppi'] / rows['mppi-reference']:.2f}x time "
-              f"(target: <= 450 ms; official code ~570 ms here)")
+        print(
+            f"mppi / reference: {rows['mppi'] / rows['mppi-reference']:.2f}x time "
+            f"(target: <= 450 ms; official code ~570 ms here)"
+        )
 
 
 if __name__ == "__main__":

@@ -41,5 +41,6 @@ def official_dir(tmp_path: Path, reference: Path) -> Path:
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run `python -m benchctl ARGS` as a user would; returns the finished process."""
     env = dict(os.environ, COLUMNS="200")
-    return subprocess.run([sys.executable, "-m", "benchctl", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "benchctl", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env
+    )

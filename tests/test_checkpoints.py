@@ -29,9 +29,16 @@ def outputs_of(model, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
         mu_raw, _ = model.policy_params(z)
         sample, mean, log_std = model.policy(z, eps=inputs["eps"])
         return {
-            "z": z, "z_next": model.next(z, action), "reward_logits": model.reward_logits(z, action),
-            "reward": model.reward(z, action), "pi_mu_raw": mu_raw, "pi_mean": mean, "pi_log_std": log_std,
-            "pi_action": sample, "value_logits": model.value_logits(z, action), "value_heads": model.value(z, action),
+            "z": z,
+            "z_next": model.next(z, action),
+            "reward_logits": model.reward_logits(z, action),
+            "reward": model.reward(z, action),
+            "pi_mu_raw": mu_raw,
+            "pi_mean": mean,
+            "pi_log_std": log_std,
+            "pi_action": sample,
+            "value_logits": model.value_logits(z, action),
+            "value_heads": model.value(z, action),
         }
 
 
@@ -49,7 +56,11 @@ def test_reference_checkpoint_reproduces_official_outputs(reference, filename, o
     assert (info.family, info.layout, info.model_size, info.dims.num_value_heads) == (family, layout, size, heads)
     meta = __import__("json").loads((reference / f"{outputs}.json").read_text())
     assert (info.dims.obs_dim, info.dims.action_dim, info.dims.latent_dim, info.num_params) == (
-        meta["obs_dim"], meta["action_dim"], meta["latent_dim"], meta["params"])
+        meta["obs_dim"],
+        meta["action_dim"],
+        meta["latent_dim"],
+        meta["params"],
+    )
     assert info.log_std_bounds == (meta["log_std_min"], meta["log_std_max"])
     data = dict(np.load(reference / f"{outputs}.outputs.npz"))
     assert_matches(outputs_of(model, {k: torch.from_numpy(v) for k, v in data.items()}), data)

@@ -22,31 +22,62 @@ def test_unknown_suite(official_dir):
 
 
 def test_unknown_planner(official_dir):
-    one_line_error(run_cli("eval", "--suite", "smoke", "--planner", "mppj", "--checkpoints", str(official_dir)),
-                   "mppj", "did you mean 'mppi'")
+    one_line_error(
+        run_cli("eval", "--suite", "smoke", "--planner", "mppj", "--checkpoints", str(official_dir)),
+        "mppj",
+        "did you mean 'mppi'",
+    )
 
 
 def test_unknown_task(reference):
-    one_line_error(run_cli("eval", "--suite", "smoke", "--checkpoint", str(reference / f"{TDMPC2_MS1}.pt"),
-                           "--task", "cartpole-swingupp"), "cartpole-swingupp", "did you mean 'cartpole-swingup'")
+    one_line_error(
+        run_cli(
+            "eval",
+            "--suite",
+            "smoke",
+            "--checkpoint",
+            str(reference / f"{TDMPC2_MS1}.pt"),
+            "--task",
+            "cartpole-swingupp",
+        ),
+        "cartpole-swingupp",
+        "did you mean 'cartpole-swingup'",
+    )
 
 
 def test_unknown_task_in_tasks_list(official_dir):
-    one_line_error(run_cli("eval", "--suite", "dmc", "--tasks", "acrobot-swing", "--checkpoints", str(official_dir)),
-                   "acrobot-swing", "did you mean 'acrobot-swingup'")
+    one_line_error(
+        run_cli("eval", "--suite", "dmc", "--tasks", "acrobot-swing", "--checkpoints", str(official_dir)),
+        "acrobot-swing",
+        "did you mean 'acrobot-swingup'",
+    )
 
 
 def test_checkpoint_dims_do_not_fit_task(reference):
-    one_line_error(run_cli("eval", "--suite", "smoke", "--checkpoint", str(reference / f"{TDMPC2_MS5}.pt"),
-                           "--task", "cartpole-swingup", "--episodes", "1"),
-                   "obs 6 / action 2", "cartpole-swingup has obs 5 / action 1")
+    one_line_error(
+        run_cli(
+            "eval",
+            "--suite",
+            "smoke",
+            "--checkpoint",
+            str(reference / f"{TDMPC2_MS5}.pt"),
+            "--task",
+            "cartpole-swingup",
+            "--episodes",
+            "1",
+        ),
+        "obs 6 / action 2",
+        "cartpole-swingup has obs 5 / action 1",
+    )
 
 
 def test_file_that_is_not_a_checkpoint(tmp_path):
     bogus = tmp_path / "notes.pt"
     bogus.write_text("not a checkpoint")
-    one_line_error(run_cli("eval", "--suite", "smoke", "--checkpoint", str(bogus), "--task", "cartpole-swingup"),
-                   "not a PyTorch checkpoint")
+    one_line_error(
+        run_cli("eval", "--suite", "smoke", "--checkpoint", str(bogus), "--task", "cartpole-swingup"),
+        "not a PyTorch checkpoint",
+    )
     one_line_error(run_cli("inspect", str(bogus)), "not a PyTorch checkpoint")
     torch.save({"model": torch.nn.Linear(2, 2).state_dict()}, bogus)
     one_line_error(run_cli("inspect", str(bogus)), "not a TD-MPC2/BMPC world model")
@@ -59,20 +90,31 @@ def test_missing_path(tmp_path, flag):
 
 
 def test_unknown_set_key(official_dir):
-    one_line_error(run_cli("eval", "--suite", "smoke", "--checkpoints", str(official_dir), "--set", "horizn=5"),
-                   "horizn", "did you mean 'horizon'")
+    one_line_error(
+        run_cli("eval", "--suite", "smoke", "--checkpoints", str(official_dir), "--set", "horizn=5"),
+        "horizn",
+        "did you mean 'horizon'",
+    )
 
 
-@pytest.mark.parametrize("item,needle", [("horizon=abc", "takes a int"), ("eval_noise=maybe", "takes a bool"),
-                                         ("horizon", "not key=value"), ("num_elites=0", "num_elites")])
+@pytest.mark.parametrize(
+    "item,needle",
+    [
+        ("horizon=abc", "takes a int"),
+        ("eval_noise=maybe", "takes a bool"),
+        ("horizon", "not key=value"),
+        ("num_elites=0", "num_elites"),
+    ],
+)
 def test_ill_typed_set(official_dir, item, needle):
     one_line_error(run_cli("eval", "--suite", "smoke", "--checkpoints", str(official_dir), "--set", item), needle)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has CUDA")
 def test_cuda_without_a_gpu(official_dir):
-    one_line_error(run_cli("eval", "--suite", "smoke", "--checkpoints", str(official_dir), "--device", "cuda"),
-                   "no CUDA device")
+    one_line_error(
+        run_cli("eval", "--suite", "smoke", "--checkpoints", str(official_dir), "--device", "cuda"), "no CUDA device"
+    )
 
 
 def test_no_agents_given():

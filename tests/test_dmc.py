@@ -16,7 +16,9 @@ def test_observation_order_action_repeat_and_seeding():
     raw.task.random.seed(7)
     ts = raw.reset()
     keys = list(raw.observation_spec().keys())
-    np.testing.assert_array_equal(obs, np.concatenate([np.asarray(ts.observation[k], np.float32).ravel() for k in keys]))
+    np.testing.assert_array_equal(
+        obs, np.concatenate([np.asarray(ts.observation[k], np.float32).ravel() for k in keys])
+    )
     assert obs.dtype == np.float32 and obs.shape == (env.obs_dim,) == (6,)
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -25,7 +27,8 @@ def test_observation_order_action_repeat_and_seeding():
         first, second = raw.step(action), raw.step(action)
         assert result.reward == first.reward + second.reward  # action repeat 2, rewards summed
     np.testing.assert_array_equal(
-        result.obs, np.concatenate([np.asarray(second.observation[k], np.float32).ravel() for k in keys]))
+        result.obs, np.concatenate([np.asarray(second.observation[k], np.float32).ravel() for k in keys])
+    )
     # same seed, same start; another seed, another start
     assert np.array_equal(env.reset(seed=7), obs) and not np.array_equal(env.reset(seed=8), obs)
 
@@ -54,9 +57,18 @@ def test_episode_is_500_policy_steps():
 
 def test_dmc_suite_has_the_papers_tasks_with_their_dims():
     tasks = load_suite("dmc").tasks
-    assert sorted(tasks) == sorted([
-        "acrobot-swingup", "cartpole-swingup_sparse", "dog-run", "dog-walk", "fish-swim", "hopper-hop",
-        "humanoid-run", "humanoid-walk"])
+    assert sorted(tasks) == sorted(
+        [
+            "acrobot-swingup",
+            "cartpole-swingup_sparse",
+            "dog-run",
+            "dog-walk",
+            "fish-swim",
+            "hopper-hop",
+            "humanoid-run",
+            "humanoid-walk",
+        ]
+    )
     dims = {"acrobot-swingup": (6, 1), "fish-swim": (24, 5), "hopper-hop": (15, 4), "humanoid-walk": (67, 21)}
     for name, (obs_dim, action_dim) in dims.items():
         t = tasks[name]

@@ -10,8 +10,9 @@ from benchctl.agents.bmpc import BMPCModel
 from benchctl.agents.tdmpc2 import TDMPC2Model
 from benchctl.planners import make_planner, resolve_config
 
-DIMS = ModelDims(obs_dim=3, action_dim=2, latent_dim=16, enc_dim=16, mlp_dim=32, num_enc_layers=2,
-                 num_value_heads=5, num_bins=101)
+DIMS = ModelDims(
+    obs_dim=3, action_dim=2, latent_dim=16, enc_dim=16, mlp_dim=32, num_enc_layers=2, num_value_heads=5, num_bins=101
+)
 
 
 def small_model(family: str = "tdmpc2", seed: int = 0):
@@ -82,7 +83,7 @@ def test_default_lambda_per_backbone():
 def expected_proposals(model, z, horizon, n, generator):
     """Policy rollouts drawn as the planner draws them: (H, N, A)."""
     zs, out = z.expand(n, -1), []
-    for h in range(horizon):
+    for _ in range(horizon):
         a = model.policy(zs, generator=generator)[0]
         out.append(a)
         zs = model.next(zs, a)

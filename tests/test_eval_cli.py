@@ -26,12 +26,29 @@ def read_cells(out: Path) -> dict[str, list[dict]]:
 
 def test_eval_policy_and_mppi_on_real_episodes(official_dir, tmp_path):
     out = tmp_path / "results"
-    proc = run_cli("eval", "--suite", "smoke", "--checkpoints", str(official_dir), "--planner", "policy",
-                   "--planner", "mppi", "--episodes", "1", "--tasks", "cartpole-swingup", "--out", str(out))
+    proc = run_cli(
+        "eval",
+        "--suite",
+        "smoke",
+        "--checkpoints",
+        str(official_dir),
+        "--planner",
+        "policy",
+        "--planner",
+        "mppi",
+        "--episodes",
+        "1",
+        "--tasks",
+        "cartpole-swingup",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     cells = read_cells(out)
-    assert sorted(k.split("@")[0] for k in cells) == ["tdmpc2/smoke/cartpole-swingup/mppi",
-                                                       "tdmpc2/smoke/cartpole-swingup/policy"]
+    assert sorted(k.split("@")[0] for k in cells) == [
+        "tdmpc2/smoke/cartpole-swingup/mppi",
+        "tdmpc2/smoke/cartpole-swingup/policy",
+    ]
     for lines in cells.values():
         header, episodes = lines[0], lines[1:]
         assert header["type"] == "header" and header["family"] == "tdmpc2" and header["model_size"] == "1"
@@ -48,9 +65,29 @@ def test_eval_policy_and_mppi_on_real_episodes(official_dir, tmp_path):
 
 def test_bmpc_agent_runs_both_planners(reference, tmp_path):
     out = tmp_path / "results"
-    proc = run_cli("eval", "--suite", "smoke", "--checkpoint", str(reference / f"{BMPC_MS5}.pt"), "--task",
-                   "cartpole-swingup", "--planner", "policy", "--planner", "mppi", "--set", "num_samples=64",
-                   "--set", "num_elites=8", "--set", "num_pi_trajs=8", "--episodes", "1", "--out", str(out))
+    proc = run_cli(
+        "eval",
+        "--suite",
+        "smoke",
+        "--checkpoint",
+        str(reference / f"{BMPC_MS5}.pt"),
+        "--task",
+        "cartpole-swingup",
+        "--planner",
+        "policy",
+        "--planner",
+        "mppi",
+        "--set",
+        "num_samples=64",
+        "--set",
+        "num_elites=8",
+        "--set",
+        "num_pi_trajs=8",
+        "--episodes",
+        "1",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     cells = read_cells(out)
     assert len(cells) == 2 and all(k.startswith("bmpc/") for k in cells)
@@ -61,11 +98,33 @@ def test_bmpc_agent_runs_both_planners(reference, tmp_path):
 
 def test_sigkill_then_rerun_loses_and_duplicates_nothing(reference, tmp_path):
     out = tmp_path / "results"
-    args = ["eval", "--suite", "smoke", "--checkpoint", str(reference / f"{TDMPC2_MS1}.pt"), "--task",
-            "cartpole-swingup", "--planner", "mppi", "--set", "num_samples=48", "--set", "num_pi_trajs=8",
-            "--set", "num_elites=8", "--episodes", "6", "--out", str(out)]
-    proc = subprocess.Popen([sys.executable, "-m", "benchctl", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    args = [
+        "eval",
+        "--suite",
+        "smoke",
+        "--checkpoint",
+        str(reference / f"{TDMPC2_MS1}.pt"),
+        "--task",
+        "cartpole-swingup",
+        "--planner",
+        "mppi",
+        "--set",
+        "num_samples=48",
+        "--set",
+        "num_pi_trajs=8",
+        "--set",
+        "num_elites=8",
+        "--episodes",
+        "6",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchctl", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 300
     before: list[str] = []
     while time.time() < deadline:
@@ -91,8 +150,21 @@ def test_sigkill_then_rerun_loses_and_duplicates_nothing(reference, tmp_path):
 
 def test_torn_last_line_is_dropped_and_reported(reference, tmp_path):
     out = tmp_path / "results"
-    args = ["eval", "--suite", "smoke", "--checkpoint", str(reference / f"{TDMPC2_MS1}.pt"), "--task",
-            "cartpole-swingup", "--planner", "policy", "--episodes", "3", "--out", str(out)]
+    args = [
+        "eval",
+        "--suite",
+        "smoke",
+        "--checkpoint",
+        str(reference / f"{TDMPC2_MS1}.pt"),
+        "--task",
+        "cartpole-swingup",
+        "--planner",
+        "policy",
+        "--episodes",
+        "3",
+        "--out",
+        str(out),
+    ]
     assert run_cli(*args).returncode == 0
     (cell,) = out.rglob("*.jsonl")
     lines = cell.read_text().splitlines()
@@ -123,19 +195,40 @@ def test_ls_and_inspect(reference):
 ALL_PLANNERS = ["policy", "mppi", "cem", "smc", "grad_mpc", "policy_grad_mpc", "dream_mpc", "cem_gd"]
 # Small budgets keep 100-step episodes quick on CPU; the algorithms are the real ones.
 SMALL_BUDGETS = [
-    "mppi.num_samples=64", "mppi.num_elites=8", "mppi.num_pi_trajs=8",
-    "cem.candidates=64", "cem.elites=8", "cem.iterations=2", "cem.horizon=3",
-    "grad_mpc.candidates=16", "grad_mpc.iterations=2", "grad_mpc.horizon=3",
-    "cem_gd.horizon=3", "cem_gd.init_samples=64", "cem_gd.gd_steps=2",
-    "smc.particles=32", "smc.horizon=2",
+    "mppi.num_samples=64",
+    "mppi.num_elites=8",
+    "mppi.num_pi_trajs=8",
+    "cem.candidates=64",
+    "cem.elites=8",
+    "cem.iterations=2",
+    "cem.horizon=3",
+    "grad_mpc.candidates=16",
+    "grad_mpc.iterations=2",
+    "grad_mpc.horizon=3",
+    "cem_gd.horizon=3",
+    "cem_gd.init_samples=64",
+    "cem_gd.gd_steps=2",
+    "smc.particles=32",
+    "smc.horizon=2",
 ]
 
 
 @pytest.mark.parametrize("checkpoint", [TDMPC2_MS1, BMPC_MS5])
 def test_every_planner_completes_a_real_episode(reference, tmp_path, checkpoint):
     out = tmp_path / "results"
-    args = ["eval", "--suite", "smoke", "--checkpoint", str(reference / f"{checkpoint}.pt"), "--task",
-            "cartpole-swingup", "--episodes", "1", "--out", str(out)]
+    args = [
+        "eval",
+        "--suite",
+        "smoke",
+        "--checkpoint",
+        str(reference / f"{checkpoint}.pt"),
+        "--task",
+        "cartpole-swingup",
+        "--episodes",
+        "1",
+        "--out",
+        str(out),
+    ]
     for name in ALL_PLANNERS:
         args += ["--planner", name]
     for item in SMALL_BUDGETS:

@@ -32,11 +32,21 @@ def planner(name: str, model, **overrides):
 def test_every_planner_is_registered_with_paper_defaults():
     assert set(registry()) == {"policy", "mppi", "cem", "smc", "grad_mpc", "policy_grad_mpc", "dream_mpc", "cem_gd"}
     defaults = {name: resolve_config(name, {}) for name in registry()}
-    assert (defaults["dream_mpc"].candidates, defaults["dream_mpc"].iterations, defaults["dream_mpc"].horizon,
-            defaults["dream_mpc"].lr, defaults["dream_mpc"].reuse) == (5, 1, 3, 0.1, 0.1)
-    assert (defaults["cem_gd"].top_k, defaults["cem_gd"].gd_steps, defaults["cem_gd"].eta,
-            defaults["cem_gd"].backtrack, defaults["cem_gd"].line_search_trials, defaults["cem_gd"].horizon) == (
-        1, 10, 0.01, 0.67, 8, 45)
+    assert (
+        defaults["dream_mpc"].candidates,
+        defaults["dream_mpc"].iterations,
+        defaults["dream_mpc"].horizon,
+        defaults["dream_mpc"].lr,
+        defaults["dream_mpc"].reuse,
+    ) == (5, 1, 3, 0.1, 0.1)
+    assert (
+        defaults["cem_gd"].top_k,
+        defaults["cem_gd"].gd_steps,
+        defaults["cem_gd"].eta,
+        defaults["cem_gd"].backtrack,
+        defaults["cem_gd"].line_search_trials,
+        defaults["cem_gd"].horizon,
+    ) == (1, 10, 0.01, 0.67, 8, 45)
     assert (defaults["smc"].particles, defaults["smc"].horizon, defaults["smc"].temperature) == (250, 10, 0.01)
     assert (defaults["cem"].candidates, defaults["cem"].elites, defaults["cem"].iterations) == (1000, 100, 10)
 
@@ -101,13 +111,16 @@ def test_model_evaluations_per_step_at_the_defaults(reference, name, expected):
     assert model.model_evals - before == expected == type(p).model_evals_per_step(p.config, 2)
 
 
-@pytest.mark.parametrize("name,overrides", [
-    ("cem", {"candidates": 20, "iterations": 2, "elites": 4, "horizon": 4}),
-    ("grad_mpc", {"candidates": 8, "iterations": 3, "horizon": 4}),
-    ("policy_grad_mpc", {}),
-    ("smc", {"particles": 16, "horizon": 3}),
-    ("dream_mpc", {"candidates": 3, "iterations": 2, "horizon": 4}),
-])
+@pytest.mark.parametrize(
+    "name,overrides",
+    [
+        ("cem", {"candidates": 20, "iterations": 2, "elites": 4, "horizon": 4}),
+        ("grad_mpc", {"candidates": 8, "iterations": 3, "horizon": 4}),
+        ("policy_grad_mpc", {}),
+        ("smc", {"particles": 16, "horizon": 3}),
+        ("dream_mpc", {"candidates": 3, "iterations": 2, "horizon": 4}),
+    ],
+)
 def test_counted_evaluations_equal_n_i_h(reference, name, overrides):
     model = load_checkpoint(reference / f"{BMPC_MS5}.pt")
     p = planner(name, model, **overrides)

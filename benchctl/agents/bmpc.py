@@ -16,8 +16,15 @@ class BMPCModel(TDMPC2Model):
     family = "bmpc"
     value_uses_action = False
 
-    def __init__(self, dims: ModelDims, log_std_min: float = -3.0, log_std_dif: float = 4.0,
-                 expl_log_std_min: float = -2.0, expl_log_std_dif: float = 3.0, dropout: float = 0.01):
+    def __init__(
+        self,
+        dims: ModelDims,
+        log_std_min: float = -3.0,
+        log_std_dif: float = 4.0,
+        expl_log_std_min: float = -2.0,
+        expl_log_std_dif: float = 3.0,
+        dropout: float = 0.01,
+    ):
         super().__init__(dims, log_std_min, log_std_dif, dropout)
         self.register_buffer("expl_log_std_min", torch.tensor(int(expl_log_std_min)))
         self.register_buffer("expl_log_std_dif", torch.tensor(int(expl_log_std_dif)))

@@ -49,7 +49,9 @@ def read_state_dict(path: str | Path) -> dict:
     if not path.exists():
         raise BenchctlError(f"checkpoint {path} does not exist; pass the path of a TD-MPC2/BMPC .pt file")
     if path.is_dir():
-        raise BenchctlError(f"{path} is a directory; pass a .pt file with --checkpoint, or the directory with --checkpoints")
+        raise BenchctlError(
+            f"{path} is a directory; pass a .pt file with --checkpoint, or the directory with --checkpoints"
+        )
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for foreign files
@@ -58,7 +60,9 @@ def read_state_dict(path: str | Path) -> dict:
                 f"{path} holds pickled Python objects, not just tensors; benchctl loads only weights "
                 "(torch.load weights_only=True): re-save it as {'model': state_dict}"
             ) from None
-        raise BenchctlError(f"{path} is not a PyTorch checkpoint (torch.load cannot read it); pass a TD-MPC2/BMPC .pt file") from None
+        raise BenchctlError(
+            f"{path} is not a PyTorch checkpoint (torch.load cannot read it); pass a TD-MPC2/BMPC .pt file"
+        ) from None
     state = blob.get("model", blob) if isinstance(blob, dict) else None
     if not isinstance(state, dict) or not any(isinstance(k, str) and k.startswith("_encoder.") for k in state):
         raise BenchctlError(
@@ -92,7 +96,7 @@ def _remap_trunk(state: dict, prefix: str) -> dict:
     is that layer's LayerNorm.
     """
     entries = sorted(
-        ((_index_path(k[len(prefix) + 1:]), k) for k in state if k.startswith(prefix + ".")),
+        ((_index_path(k[len(prefix) + 1 :]), k) for k in state if k.startswith(prefix + ".")),
         key=lambda item: item[0],
     )
     modules: dict[tuple, dict[str, torch.Tensor]] = {}
@@ -124,8 +128,11 @@ def to_current_layout(state: dict, layout: str) -> dict:
 
 def infer_dims(state: dict) -> tuple[str, ModelDims]:
     """(family, dims) from tensor shapes alone."""
+
     def layers(prefix: str) -> list[int]:
-        return sorted({int(m.group(1)) for k in state for m in [re.fullmatch(rf"{re.escape(prefix)}\.(\d+)\.weight", k)] if m})
+        return sorted(
+            {int(m.group(1)) for k in state for m in [re.fullmatch(rf"{re.escape(prefix)}\.(\d+)\.weight", k)] if m}
+        )
 
     try:
         enc = layers("_encoder.state")
@@ -138,7 +145,9 @@ def infer_dims(state: dict) -> tuple[str, ModelDims]:
         num_bins = state[f"_reward.{layers('_reward')[-1]}.weight"].shape[0]
         pi_out = state[f"_pi.{layers('_pi')[-1]}.weight"].shape[0]
     except (KeyError, IndexError, ValueError) as exc:
-        raise BenchctlError(f"checkpoint is missing an expected tensor ({exc}); is it a TD-MPC2/BMPC world model?") from None
+        raise BenchctlError(
+            f"checkpoint is missing an expected tensor ({exc}); is it a TD-MPC2/BMPC world model?"
+        ) from None
     if pi_out != 2 * action_dim or not q:
         raise BenchctlError("checkpoint's policy head does not fit its dynamics' action size; the file looks damaged")
     if value_in == latent_dim:
@@ -146,11 +155,19 @@ def infer_dims(state: dict) -> tuple[str, ModelDims]:
     elif value_in == latent_dim + action_dim:
         family = "tdmpc2"
     else:
-        raise BenchctlError(f"value heads take {value_in} inputs, neither Z={latent_dim} nor Z+A={latent_dim + action_dim}")
+        raise BenchctlError(
+            f"value heads take {value_in} inputs, neither Z={latent_dim} nor Z+A={latent_dim + action_dim}"
+        )
     enc_dim = state["_encoder.state.0.weight"].shape[0] if len(enc) > 1 else latent_dim
     return family, ModelDims(
-        obs_dim=obs_dim, action_dim=action_dim, latent_dim=latent_dim, enc_dim=enc_dim, mlp_dim=mlp_dim,
-        num_enc_layers=len(enc), num_value_heads=heads, num_bins=num_bins,
+        obs_dim=obs_dim,
+        action_dim=action_dim,
+        latent_dim=latent_dim,
+        enc_dim=enc_dim,
+        mlp_dim=mlp_dim,
+        num_enc_layers=len(enc),
+        num_value_heads=heads,
+        num_bins=num_bins,
     )
 
 
@@ -168,25 +185,42 @@ def load_checkpoint_with_info(path: str | Path, device: str = "cpu") -> tuple[TD
     layout = detect_layout(raw)
     state = to_current_layout(raw, layout)
     family, dims = infer_dims(state)
-    bounds = {k: float(state[k]) for k in ("log_std_min", "log_std_dif", "expl_log_std_min", "expl_log_std_dif") if k in state}
+    bounds = {
+        k: float(state[k]) for k in ("log_std_min", "log_std_dif", "expl_log_std_min", "expl_log_std_dif") if k in state
+    }
     if family == "bmpc":
-        model: TDMPC2Model = BMPCModel(dims, bounds.get("log_std_min", -3), bounds.get("log_std_dif", 4),
-                                       bounds.get("expl_log_std_min", -2), bounds.get("expl_log_std_dif", 3))
+        model: TDMPC2Model = BMPCModel(
+            dims,
+            bounds.get("log_std_min", -3),
+            bounds.get("log_std_dif", 4),
+            bounds.get("expl_log_std_min", -2),
+            bounds.get("expl_log_std_dif", 3),
+        )
     else:
         model = TDMPC2Model(dims, bounds.get("log_std_min", -10), bounds.get("log_std_dif", 12))
     wanted = model.state_dict()
     missing = [k for k in wanted if k not in state and not k.startswith(("log_std", "expl_log_std"))]
     if missing:
-        raise BenchctlError(f"{path} ({layout} layout) lacks {len(missing)} tensors, e.g. {missing[0]}; the file is incomplete")
+        raise BenchctlError(
+            f"{path} ({layout} layout) lacks {len(missing)} tensors, e.g. {missing[0]}; the file is incomplete"
+        )
     for key, tensor in wanted.items():
         if key in state and state[key].shape != tensor.shape:
-            raise BenchctlError(f"{path}: tensor {key} has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)}")
+            raise BenchctlError(
+                f"{path}: tensor {key} has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)}"
+            )
     model.load_state_dict({k: state[k] for k in wanted if k in state}, strict=False)
     model.freeze().to(device)
     lo = model.log_std_min.item()
     info = CheckpointInfo(
-        path=str(path), sha256=sha256_of(path), family=family, layout=layout, model_size=size_label(dims), dims=dims,
-        num_params=sum(p.numel() for p in model.parameters()), log_std_bounds=(lo, lo + model.log_std_dif.item()),
+        path=str(path),
+        sha256=sha256_of(path),
+        family=family,
+        layout=layout,
+        model_size=size_label(dims),
+        dims=dims,
+        num_params=sum(p.numel() for p in model.parameters()),
+        log_std_bounds=(lo, lo + model.log_std_dif.item()),
     )
     return model, info
 

@@ -79,7 +79,9 @@ class NormedLinear(nn.Linear):
         return self.act(self.ln(x))
 
 
-def mlp(in_dim: int, hidden: list[int], out_dim: int, out_act: nn.Module | None = None, dropout: float = 0.0) -> nn.Sequential:
+def mlp(
+    in_dim: int, hidden: list[int], out_dim: int, out_act: nn.Module | None = None, dropout: float = 0.0
+) -> nn.Sequential:
     """Hidden NormedLinear layers (dropout on the first only), then NormedLinear(out_act) or plain Linear."""
     dims = [in_dim, *hidden]
     layers: list[nn.Module] = [

@@ -41,8 +41,14 @@ class TDMPC2Model(nn.Module):
         self._reward = mlp(z + a, [m, m], dims.num_bins)
         self._pi = mlp(z, [m, m], 2 * a)
         self._Qs = Ensemble(dims.num_value_heads, self._value_in_dim(), [m, m], dims.num_bins, dropout=dropout)
-        self.register_buffer("log_std_min", torch.tensor(log_std_min, dtype=torch.int64 if float(log_std_min).is_integer() else torch.float32))
-        self.register_buffer("log_std_dif", torch.tensor(log_std_dif, dtype=torch.int64 if float(log_std_dif).is_integer() else torch.float32))
+        self.register_buffer(
+            "log_std_min",
+            torch.tensor(log_std_min, dtype=torch.int64 if float(log_std_min).is_integer() else torch.float32),
+        )
+        self.register_buffer(
+            "log_std_dif",
+            torch.tensor(log_std_dif, dtype=torch.int64 if float(log_std_dif).is_integer() else torch.float32),
+        )
         self.decode = TwoHotDecoder(dims.num_bins)
 
     def _value_in_dim(self) -> int:
@@ -86,7 +92,9 @@ class TDMPC2Model(nn.Module):
             x = layer(x)
         return x
 
-    def value_logits(self, z: torch.Tensor, a: torch.Tensor | None = None, heads: torch.Tensor | None = None) -> torch.Tensor:
+    def value_logits(
+        self, z: torch.Tensor, a: torch.Tensor | None = None, heads: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Logits of the selected heads (all by default): (k, B, bins)."""
         x = torch.cat([z, a], dim=-1) if self.value_uses_action else z
         return self._Qs(x, heads)
@@ -100,7 +108,9 @@ class TDMPC2Model(nn.Module):
         device = self.log_std_min.device
         return torch.randperm(self.num_value_heads, generator=generator, device=device)[:2]
 
-    def value_avg(self, z: torch.Tensor, a: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    def value_avg(
+        self, z: torch.Tensor, a: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Mean of two random heads (B, 1); only those two heads are computed."""
         return self.decode(self.value_logits(z, a, self.random_heads(generator))).mean(0)
 
@@ -120,7 +130,7 @@ class TDMPC2Model(nn.Module):
     def _sample(self, mu: torch.Tensor, log_std: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         return torch.tanh(mu + eps * log_std.exp())
 
-    def freeze(self) -> "TDMPC2Model":
+    def freeze(self) -> TDMPC2Model:
         """Evaluation mode with parameters frozen: only planner actions can require grad."""
         self.eval()
         self.requires_grad_(False)

@@ -46,7 +46,7 @@ class Planner(ABC):
         self.model = model
         self.config = config
 
-    def reset(self) -> None:
+    def reset(self) -> None:  # noqa: B027 - planners without cross-step state keep this no-op
         """Episode start: forget warm starts."""
 
     @abstractmethod

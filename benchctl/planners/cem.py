@@ -24,10 +24,16 @@ class CEMConfig:
     iterations: int = option(10, "CEM iterations (PlaNet; Dream-MPC Tab. 16)")
     candidates: int = option(1000, "samples per iteration (PlaNet; Dream-MPC Tab. 16)")
     elites: int = option(100, "top candidates refitted (PlaNet; Dream-MPC Tab. 16)")
-    init: Literal["zero", "policy"] = option("zero", "zero: PlaNet's N(0, 1); policy: Byravan's proposal-sampled mean (Alg. 3)")
+    init: Literal["zero", "policy"] = option(
+        "zero", "zero: PlaNet's N(0, 1); policy: Byravan's proposal-sampled mean (Alg. 3)"
+    )
     init_std: float = option(1.0, "initial sampling std (PlaNet 1; Byravan sweeps {0.1, 0.25, 0.5, 1})")
-    mean_step: float | None = option(None, "smoothing toward the elite mean; None = 1 (PlaNet) or 0.9 with init=policy (Byravan)")
-    std_step: float | None = option(None, "smoothing toward the elite std; None = 1 (PlaNet) or 0.5 with init=policy (Byravan)")
+    mean_step: float | None = option(
+        None, "smoothing toward the elite mean; None = 1 (PlaNet) or 0.9 with init=policy (Byravan)"
+    )
+    std_step: float | None = option(
+        None, "smoothing toward the elite std; None = 1 (PlaNet) or 0.5 with init=policy (Byravan)"
+    )
     use_value: bool = option(False, "add discount^H * value_avg at the horizon (Byravan's optional V_psi)")
 
     def validate(self) -> str | None:
@@ -63,8 +69,9 @@ class CEMPlanner(Planner):
         for _ in range(cfg.iterations):
             noise = torch.randn(H, N, A, generator=generator, device=z.device)
             actions = (mean.unsqueeze(1) + std.unsqueeze(1) * noise).clamp(-1, 1)
-            value = open_loop_return(model, z_all, actions, generator, use_value=cfg.use_value,
-                                     discounted=cfg.use_value).nan_to_num(float("-inf"))
+            value = open_loop_return(
+                model, z_all, actions, generator, use_value=cfg.use_value, discounted=cfg.use_value
+            ).nan_to_num(float("-inf"))
             elite_value, elite_idx = torch.topk(value, cfg.elites)
             elites = actions[:, elite_idx]
             mean = (1 - mean_step) * mean + mean_step * elites.mean(1)

@@ -29,14 +29,20 @@ class CEMGDConfig:
     cem_iterations: int = option(5, "CEM iterations per step (released code: num_iterations=5)")
     elite_ratio: float = option(0.1, "fraction of samples refitted by CEM (released code)")
     cem_alpha: float = option(0.1, "weight of the old mean/std in the CEM refit (mbrl-lib alpha)")
-    init_std: float = option(1.0, "sampling std: N(mu, I) in the paper (the code's (ub - lb)^2 / 16 variance is std 0.5)")
+    init_std: float = option(
+        1.0, "sampling std: N(mu, I) in the paper (the code's (ub - lb)^2 / 16 variance is std 0.5)"
+    )
     top_k: int = option(1, "sequences refined by gradient steps, k (Alg. 1)")
     gd_steps: int = option(10, "gradient updates per sequence, G (paper; released code 15)")
     eta: float = option(0.01, "initial step size eta_init of the line search (Alg. 1)")
     backtrack: float = option(0.67, "step shrink rho per failed trial (Alg. 1; the code's 1/1.5)")
     line_search_trials: int = option(8, "trials J per update before the sequence stops (Alg. 1)")
-    optimizer: Literal["plain", "adam"] = option("plain", "plain projected gradient step (paper) or the code's projected Adam")
-    tail_fill: Literal["duplicate", "zero"] = option("duplicate", "warm start's new last action: duplicate (paper) or zero (code)")
+    optimizer: Literal["plain", "adam"] = option(
+        "plain", "plain projected gradient step (paper) or the code's projected Adam"
+    )
+    tail_fill: Literal["duplicate", "zero"] = option(
+        "duplicate", "warm start's new last action: duplicate (paper) or zero (code)"
+    )
     use_value: bool = option(False, "add discount^H * value_avg at the horizon (not in the paper, which knows r)")
 
     def validate(self) -> str | None:
@@ -70,10 +76,13 @@ class CEMGDPlanner(Planner):
         return (config.resample_samples * config.cem_iterations + config.top_k * config.gd_steps) * config.horizon
 
     def objective(self, z: torch.Tensor, actions: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return open_loop_return(self.model, z, actions, generator, use_value=self.config.use_value,
-                                discounted=self.config.use_value)
+        return open_loop_return(
+            self.model, z, actions, generator, use_value=self.config.use_value, discounted=self.config.use_value
+        )
 
-    def _cem(self, z: torch.Tensor, mean: torch.Tensor, samples: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _cem(
+        self, z: torch.Tensor, mean: torch.Tensor, samples: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """CEM from `mean` (H, A); returns the k best sequences seen (H, k, A) and their returns (k,)."""
         cfg = self.config
         H, A = mean.shape

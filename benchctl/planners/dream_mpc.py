@@ -24,10 +24,18 @@ class DreamMPCConfig:
     candidates: int = option(5, "policy proposals N optimized in parallel (num_pi_trajs, Tab. 7)")
     iterations: int = option(1, "gradient steps I per planning step (Tab. 7)")
     lr: float = option(0.1, "step size alpha of the plain SGD ascent (Tab. 7)")
-    reuse: float = option(0.1, "reuse coefficient rho: a = rho * shifted previous + (1 - rho) * proposal (Eq. 3, Tab. 7)")
-    lambda_unc: float | None = option(None, "uncertainty coefficient lambda (Eq. 6); None = per backbone: 0.01 TD-MPC2, 0.1 BMPC (authors' runs)")
-    uncertainty_grad: bool = option(False, "differentiate the uncertainty penalty (Eq. 6 literally); code default: rank only")
-    grad_clip_norm: float = option(20.0, "global L2 clip of the (H, N, A) action gradient (authors' code reuses the training clip)")
+    reuse: float = option(
+        0.1, "reuse coefficient rho: a = rho * shifted previous + (1 - rho) * proposal (Eq. 3, Tab. 7)"
+    )
+    lambda_unc: float | None = option(
+        None, "uncertainty coefficient lambda (Eq. 6); None = per backbone: 0.01 TD-MPC2, 0.1 BMPC (authors' runs)"
+    )
+    uncertainty_grad: bool = option(
+        False, "differentiate the uncertainty penalty (Eq. 6 literally); code default: rank only"
+    )
+    grad_clip_norm: float = option(
+        20.0, "global L2 clip of the (H, N, A) action gradient (authors' code reuses the training clip)"
+    )
 
     def validate(self) -> str | None:
         if self.horizon < 1 or self.candidates < 1 or self.iterations < 1:
@@ -118,5 +126,6 @@ class DreamMPCPlanner(Planner):
         best = int(torch.argmax(ranking))
         self.last_candidates = actions
         self._previous = actions.clamp(-1, 1)
-        return Plan(action=self._previous[0, best], predicted_return=float(ranking[best]),
-                    info={"best_candidate": best})
+        return Plan(
+            action=self._previous[0, best], predicted_return=float(ranking[best]), info={"best_candidate": best}
+        )

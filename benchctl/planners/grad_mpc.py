@@ -51,8 +51,9 @@ class GradMPCPlanner(Planner):
 
     def objective(self, z: torch.Tensor, actions: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """(N,) predicted return: sum of rewards, plus the discounted terminal value if enabled."""
-        return open_loop_return(self.model, z, actions, generator, use_value=self.config.use_value,
-                                discounted=self.config.use_value)
+        return open_loop_return(
+            self.model, z, actions, generator, use_value=self.config.use_value, discounted=self.config.use_value
+        )
 
     def plan(self, z: torch.Tensor, generator: torch.Generator) -> Plan:
         cfg = self.config
@@ -73,5 +74,6 @@ class GradMPCPlanner(Planner):
                 actions.clamp_(-1, 1)
         best = int(torch.argmax(ranking))
         self.last_candidates = actions.detach()
-        return Plan(action=self.last_candidates[0, best], predicted_return=float(ranking[best]),
-                    info={"best_candidate": best})
+        return Plan(
+            action=self.last_candidates[0, best], predicted_return=float(ranking[best]), info={"best_candidate": best}
+        )

@@ -21,7 +21,9 @@ def policy_rollout(model: WorldModel, z: torch.Tensor, horizon: int, generator: 
     return torch.stack(actions)
 
 
-def reward_sum(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, discount: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def reward_sum(
+    model: WorldModel, z: torch.Tensor, actions: torch.Tensor, discount: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum_h discount^h R(z_h, a_h) (N,), z_H (N, Z)) along the latent rollout."""
     total = torch.zeros(z.shape[0], device=z.device)
     weight = 1.0
@@ -32,8 +34,9 @@ def reward_sum(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, discou
     return total, z
 
 
-def terminal_action(model: WorldModel, z: torch.Tensor, generator: torch.Generator,
-                    shared_noise: bool = False) -> torch.Tensor | None:
+def terminal_action(
+    model: WorldModel, z: torch.Tensor, generator: torch.Generator, shared_noise: bool = False
+) -> torch.Tensor | None:
     """a ~ pi(z) (N, A) for Q(z, a) heads; None for V(z) heads, which need no action.
 
     shared_noise: one policy noise draw for every candidate (Dream-MPC's vmap randomness="same").
@@ -46,13 +49,21 @@ def terminal_action(model: WorldModel, z: torch.Tensor, generator: torch.Generat
     return model.policy(z, eps=eps, generator=generator)[0]
 
 
-def terminal_value(model: WorldModel, z: torch.Tensor, generator: torch.Generator, shared_noise: bool = False) -> torch.Tensor:
+def terminal_value(
+    model: WorldModel, z: torch.Tensor, generator: torch.Generator, shared_noise: bool = False
+) -> torch.Tensor:
     """Value of the final latent (N,): Q_avg(z, a ~ pi(z)) for Q heads, V_avg(z) for V heads."""
     return model.value_avg(z, terminal_action(model, z, generator, shared_noise), generator).squeeze(1)
 
 
-def open_loop_return(model: WorldModel, z: torch.Tensor, actions: torch.Tensor, generator: torch.Generator,
-                     use_value: bool = False, discounted: bool = False) -> torch.Tensor:
+def open_loop_return(
+    model: WorldModel,
+    z: torch.Tensor,
+    actions: torch.Tensor,
+    generator: torch.Generator,
+    use_value: bool = False,
+    discounted: bool = False,
+) -> torch.Tensor:
     """Return of each open-loop plan (N,): reward sum, optionally plus discount^H times the terminal value."""
     gamma = model.discount if discounted else 1.0
     total, z_end = reward_sum(model, z, actions, gamma)

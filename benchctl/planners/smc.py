@@ -21,7 +21,9 @@ class SMCConfig:
     particles: int = option(250, "S, particles (Byravan et al. App. F, learning setting)")
     horizon: int = option(10, "H; the rollout takes H + 1 model steps (Alg. 2)")
     temperature: float = option(0.01, "tau in w = exp(A / tau) (App. F; 0.1 for Ant walking)")
-    value: bool = option(False, "advantage r + V(z') - V(z) with V(z) = mean over value_samples policy actions of value_avg (App. F.2)")
+    value: bool = option(
+        False, "advantage r + V(z') - V(z) with V(z) = mean over value_samples policy actions of value_avg (App. F.2)"
+    )
     value_samples: int = option(10, "policy actions averaged for V(z) of Q-value agents (App. F.2)")
 
     def validate(self) -> str | None:
@@ -59,7 +61,7 @@ class SMCPlanner(Planner):
         first_action = None
         value_now = self.state_value(zs, generator) if cfg.value else None
         returns = torch.zeros(S, device=z.device)  # each particle's predicted reward so far
-        for t in range(cfg.horizon + 1):
+        for _ in range(cfg.horizon + 1):
             a = model.policy(zs, generator=generator)[0]
             z_next, reward = model.step(zs, a)
             advantage = reward.squeeze(1)
