@@ -129,7 +129,7 @@ def eval_command(
     from benchctl.suites import load_suite
 
     suite_obj = load_suite(suite)
-    specs = execute.resolve_planners(planner or ["mppi"], set_ or [])
+    specs = execute.resolve_planners(planner or ["dream_mpc"], set_ or [])
     seed_list = _seeds(seeds) or list(execute.DEFAULT_SEEDS)
     if checkpoint is not None:
         if checkpoints is not None:
