@@ -16,6 +16,22 @@ import pytest
 from tests.conftest import BMPC_MS5, TDMPC2_MS1, run_cli
 
 
+def smoke_eval(checkpoint: Path, out: Path, *extra: str) -> list[str]:
+    """`benchctl eval` arguments for one agent on the smoke suite's cartpole-swingup."""
+    return [
+        "eval",
+        "--suite",
+        "smoke",
+        "--checkpoint",
+        str(checkpoint),
+        "--task",
+        "cartpole-swingup",
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
 def read_cells(out: Path) -> dict[str, list[dict]]:
     """{relative cell path: [header, episodes...]} of a results tree."""
     return {
@@ -26,23 +42,8 @@ def read_cells(out: Path) -> dict[str, list[dict]]:
 
 def test_eval_policy_and_mppi_on_real_episodes(official_dir, tmp_path):
     out = tmp_path / "results"
-    proc = run_cli(
-        "eval",
-        "--suite",
-        "smoke",
-        "--checkpoints",
-        str(official_dir),
-        "--planner",
-        "policy",
-        "--planner",
-        "mppi",
-        "--episodes",
-        "1",
-        "--tasks",
-        "cartpole-swingup",
-        "--out",
-        str(out),
-    )
+    flags = "--suite smoke --planner policy --planner mppi --episodes 1 --tasks cartpole-swingup"
+    proc = run_cli("eval", *flags.split(), "--checkpoints", str(official_dir), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     cells = read_cells(out)
     assert sorted(k.split("@")[0] for k in cells) == [
@@ -65,29 +66,8 @@ def test_eval_policy_and_mppi_on_real_episodes(official_dir, tmp_path):
 
 def test_bmpc_agent_runs_both_planners(reference, tmp_path):
     out = tmp_path / "results"
-    proc = run_cli(
-        "eval",
-        "--suite",
-        "smoke",
-        "--checkpoint",
-        str(reference / f"{BMPC_MS5}.pt"),
-        "--task",
-        "cartpole-swingup",
-        "--planner",
-        "policy",
-        "--planner",
-        "mppi",
-        "--set",
-        "num_samples=64",
-        "--set",
-        "num_elites=8",
-        "--set",
-        "num_pi_trajs=8",
-        "--episodes",
-        "1",
-        "--out",
-        str(out),
-    )
+    flags = "--planner policy --planner mppi --set num_samples=64 --set num_elites=8 --set num_pi_trajs=8 --episodes 1"
+    proc = run_cli(*smoke_eval(reference / f"{BMPC_MS5}.pt", out, *flags.split()))
     assert proc.returncode == 0, proc.stderr
     cells = read_cells(out)
     assert len(cells) == 2 and all(k.startswith("bmpc/") for k in cells)
@@ -98,27 +78,8 @@ def test_bmpc_agent_runs_both_planners(reference, tmp_path):
 
 def test_sigkill_then_rerun_loses_and_duplicates_nothing(reference, tmp_path):
     out = tmp_path / "results"
-    args = [
-        "eval",
-        "--suite",
-        "smoke",
-        "--checkpoint",
-        str(reference / f"{TDMPC2_MS1}.pt"),
-        "--task",
-        "cartpole-swingup",
-        "--planner",
-        "mppi",
-        "--set",
-        "num_samples=48",
-        "--set",
-        "num_pi_trajs=8",
-        "--set",
-        "num_elites=8",
-        "--episodes",
-        "6",
-        "--out",
-        str(out),
-    ]
+    small_mppi = "--planner mppi --set num_samples=48 --set num_pi_trajs=8 --set num_elites=8 --episodes 6"
+    args = smoke_eval(reference / f"{TDMPC2_MS1}.pt", out, *small_mppi.split())
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchctl", *args],
         stdout=subprocess.DEVNULL,
@@ -150,21 +111,7 @@ def test_sigkill_then_rerun_loses_and_duplicates_nothing(reference, tmp_path):
 
 def test_torn_last_line_is_dropped_and_reported(reference, tmp_path):
     out = tmp_path / "results"
-    args = [
-        "eval",
-        "--suite",
-        "smoke",
-        "--checkpoint",
-        str(reference / f"{TDMPC2_MS1}.pt"),
-        "--task",
-        "cartpole-swingup",
-        "--planner",
-        "policy",
-        "--episodes",
-        "3",
-        "--out",
-        str(out),
-    ]
+    args = smoke_eval(reference / f"{TDMPC2_MS1}.pt", out, "--planner", "policy", "--episodes", "3")
     assert run_cli(*args).returncode == 0
     (cell,) = out.rglob("*.jsonl")
     lines = cell.read_text().splitlines()
@@ -194,41 +141,17 @@ def test_ls_and_inspect(reference):
 
 ALL_PLANNERS = ["policy", "mppi", "cem", "smc", "grad_mpc", "policy_grad_mpc", "dream_mpc", "cem_gd"]
 # Small budgets keep 100-step episodes quick on CPU; the algorithms are the real ones.
-SMALL_BUDGETS = [
-    "mppi.num_samples=64",
-    "mppi.num_elites=8",
-    "mppi.num_pi_trajs=8",
-    "cem.candidates=64",
-    "cem.elites=8",
-    "cem.iterations=2",
-    "cem.horizon=3",
-    "grad_mpc.candidates=16",
-    "grad_mpc.iterations=2",
-    "grad_mpc.horizon=3",
-    "cem_gd.horizon=3",
-    "cem_gd.init_samples=64",
-    "cem_gd.gd_steps=2",
-    "smc.particles=32",
-    "smc.horizon=2",
-]
+SMALL_BUDGETS = (
+    "mppi.num_samples=64 mppi.num_elites=8 mppi.num_pi_trajs=8 cem.candidates=64 cem.elites=8 cem.iterations=2 "
+    "cem.horizon=3 grad_mpc.candidates=16 grad_mpc.iterations=2 grad_mpc.horizon=3 cem_gd.horizon=3 "
+    "cem_gd.init_samples=64 cem_gd.gd_steps=2 smc.particles=32 smc.horizon=2"
+).split()
 
 
 @pytest.mark.parametrize("checkpoint", [TDMPC2_MS1, BMPC_MS5])
 def test_every_planner_completes_a_real_episode(reference, tmp_path, checkpoint):
     out = tmp_path / "results"
-    args = [
-        "eval",
-        "--suite",
-        "smoke",
-        "--checkpoint",
-        str(reference / f"{checkpoint}.pt"),
-        "--task",
-        "cartpole-swingup",
-        "--episodes",
-        "1",
-        "--out",
-        str(out),
-    ]
+    args = smoke_eval(reference / f"{checkpoint}.pt", out, "--episodes", "1")
     for name in ALL_PLANNERS:
         args += ["--planner", name]
     for item in SMALL_BUDGETS:
