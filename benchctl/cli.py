@@ -163,6 +163,34 @@ def eval_command(
     out.print(f"results: {out_dir}/ ({sum(len(r.episodes) for r in results)} episodes in {len(results)} cells)")
 
 
+@app.command("report")
+def report_command(
+    roots: Annotated[list[Path] | None, typer.Argument(help="results folders [default: results]")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="report folder")] = Path("reports/latest"),
+    reps: Annotated[int, typer.Option(help="bootstrap replicates for every CI")] = 2000,
+    seed: Annotated[int, typer.Option(help="bootstrap seed (reports are reproducible)")] = 0,
+    formats: Annotated[str, typer.Option("--format", help="text outputs: md,html,tex,csv")] = "md,html,tex,csv",
+    baseline: Annotated[str, typer.Option(help="method the probability of improvement compares against")] = "policy",
+):
+    """rliable aggregates, paper-style tables and figures from any results trees (merged)."""
+    from benchctl.report.render import build_report, parse_formats
+
+    chosen = parse_formats(formats)
+    with err.status("bootstrapping confidence intervals..."):
+        report = build_report(roots or [Path("results")], out_dir, reps, seed, chosen, baseline)
+    for warning in report.warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    table = Table(title=f"aggregates over {len(report.tasks)} task(s), 95% CIs ({reps} bootstrap replicates)")
+    table.add_column("method", no_wrap=True)
+    for name in ("Median", "IQM", "Mean", "Optimality Gap"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for method in sorted(report.aggregates, key=lambda m: -report.aggregates[m][1]):
+        p, ci = report.aggregates[method], report.intervals[method]
+        table.add_row(method, *[f"{p[i]:.3f} [{ci[0][i]:.3f}, {ci[1][i]:.3f}]" for i in range(4)])
+    out.print(table)
+    out.print(f"report: {out_dir}/ ({len(report.files)} files; open {out_dir / 'report.html'})")
+
+
 ls_app = typer.Typer(help="List suites, planners or tasks.", no_args_is_help=True)
 app.add_typer(ls_app, name="ls")
 

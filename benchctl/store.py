@@ -54,10 +54,11 @@ class CellFile:
         self.episodes.append(record)
 
 
-def read_cell(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[str], int]:
+def read_cell(path: Path, strict: bool = True) -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[str], int]:
     """(header, episodes, warnings, bytes of intact content) of a cell file, without changing it.
 
-    Only the last line may be torn (no newline, or not JSON); anything damaged earlier is an error.
+    A torn last line (no newline, or not JSON) is dropped with a warning. A damaged line before it
+    is an error when `strict` (resuming must not build on it), else skipped with a warning.
     """
     data = path.read_bytes()
     lines = data.split(b"\n")
@@ -66,26 +67,32 @@ def read_cell(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]], 
     for number, raw in enumerate(complete, start=1):
         try:
             obj = json.loads(raw)
-            if not isinstance(obj, dict):
+            if not isinstance(obj, dict) or (number > 1 and not isinstance(obj.get("episode"), int)):
                 raise ValueError
         except ValueError:
             if number == len(complete) and not tail:
-                warnings.append(f"{path}: dropped a torn last line (line {number}); that episode will be rerun")
+                warnings.append(f"{path}: dropped a torn last line (line {number})")
                 return header, episodes, warnings, good
-            raise BenchctlError(
-                f"{path} line {number} is not a JSON record; move the file away to rerun that cell"
-            ) from None
+            if strict:
+                raise BenchctlError(
+                    f"{path} line {number} is not an episode record; move the file away to rerun that cell"
+                ) from None
+            warnings.append(f"{path}: skipped malformed line {number}")
+            continue
         if number == 1:
             if obj.get("type") != "header":
-                raise BenchctlError(
-                    f"{path} does not start with a benchctl header; move the file away to rerun that cell"
-                )
+                if strict:
+                    raise BenchctlError(
+                        f"{path} does not start with a benchctl header; move the file away to rerun that cell"
+                    )
+                warnings.append(f"{path}: no benchctl header; file skipped")
+                return None, [], warnings, 0
             header = obj
         else:
             episodes.append(obj)
         good += len(raw) + 1
     if tail:
-        warnings.append(f"{path}: dropped a torn last line (line {len(complete) + 1}); that episode will be rerun")
+        warnings.append(f"{path}: dropped a torn last line (line {len(complete) + 1})")
     return header, episodes, warnings, good
 
 
@@ -95,6 +102,7 @@ def open_cell(path: Path, header: dict[str, Any]) -> CellFile:
     if path.exists() and path.stat().st_size > 0:
         old, episodes, warnings, good = read_cell(path)
         if old is not None:
+            warnings = [f"{w}; that episode will be rerun" if "torn" in w else w for w in warnings]
             for key in IDENTITY:
                 if old.get(key) != header.get(key):
                     raise BenchctlError(

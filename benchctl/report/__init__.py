@@ -1,0 +1,1 @@
+"""`benchctl report`: results trees -> rliable aggregates, paper-style tables and figures."""

@@ -1,0 +1,112 @@
+"""Report figures with matplotlib (rliable's plotting helpers where they exist). Each figure is
+written as PNG and PDF; functions return the PNG path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from rliable import plot_utils  # noqa: E402
+
+from benchctl.report.aggregate import METRICS  # noqa: E402
+
+
+def _save(fig, out: Path, name: str) -> Path:
+    png = out / f"{name}.png"
+    fig.savefig(png, dpi=150, bbox_inches="tight")
+    fig.savefig(out / f"{name}.pdf", bbox_inches="tight")
+    plt.close(fig)
+    return png
+
+
+def aggregate_intervals(points: dict, cis: dict, out: Path) -> Path:
+    """Median, IQM, mean and optimality gap with 95% CIs per method (Dream-MPC Fig. 2 style)."""
+    methods = sorted(points, key=lambda m: points[m][1])
+    fig, _ = plot_utils.plot_interval_estimates(
+        points, cis, metric_names=list(METRICS), algorithms=methods, xlabel="Normalized score"
+    )
+    return _save(fig, out, "aggregates")
+
+
+def profiles(profile: dict, bands: dict, taus: np.ndarray, out: Path) -> Path:
+    """Performance profiles: fraction of runs above tau, with bootstrap bands."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    plot_utils.plot_performance_profiles(
+        profile, taus, performance_profile_cis=bands, ax=ax, xlabel=r"Normalized score ($\tau$)"
+    )
+    ax.legend(loc="upper right", fontsize=8)
+    return _save(fig, out, "performance_profiles")
+
+
+def improvement(points: dict[str, float], cis: dict[str, np.ndarray], out: Path) -> Path:
+    """P(X > Y) with 95% CIs for each compared pair ("X,Y")."""
+    intervals = {k: np.asarray(v).reshape(2, 1) for k, v in cis.items()}
+    ax = plot_utils.plot_probability_of_improvement(points, intervals, figsize=(5, 0.45 * len(points) + 1))
+    return _save(ax.figure, out, "probability_of_improvement")
+
+
+def per_task_bars(seeds: pd.DataFrame, out: Path) -> Path:
+    """Normalized score per task, one panel per task: a bar per method (mean over seeds), a dot per seed."""
+    tasks = sorted(seeds["task_id"].unique())
+    methods = sorted(seeds["method"].unique())
+    ncols = min(6, len(tasks))
+    nrows = -(-len(tasks) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.3 * ncols, 2.1 * nrows), squeeze=False, sharey=True)
+    colors = plt.get_cmap("tab10").colors
+    for ax, task in zip(axes.flat, tasks, strict=False):
+        rows = seeds[seeds["task_id"] == task]
+        for i, method in enumerate(methods):
+            values = rows.loc[rows["method"] == method, "score"].to_numpy()
+            if len(values):
+                ax.bar(i, values.mean(), color=colors[i % 10], alpha=0.75, label=method)
+                ax.scatter(np.full(len(values), i), values, s=8, color="black", zorder=3)
+        ax.set_title(task, fontsize=8)
+        ax.set_xticks([])
+    for ax in axes.flat[len(tasks) :]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("Normalized score", fontsize=8)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colors[i % 10], alpha=0.75) for i in range(len(methods))]
+    fig.legend(
+        handles,
+        methods,
+        loc="lower center",
+        ncol=min(6, len(methods)),
+        fontsize=8,
+        bbox_to_anchor=(0.5, -0.02 - 0.02 * (len(methods) > 6)),
+    )
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return _save(fig, out, "per_task")
+
+
+def compute_frontier(points: dict, cis: dict, latency: pd.DataFrame, out: Path) -> Path:
+    """IQM normalized score (95% CI) against ms per planning step (mean ± std): one point per method."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    colors = plt.get_cmap("tab10").colors
+    for i, method in enumerate(sorted(points)):
+        if method not in latency.index:
+            continue
+        x, xerr = latency.loc[method, "ms_mean"], latency.loc[method, "ms_std"]
+        y = points[method][1]
+        low, high = cis[method][0][1], cis[method][1][1]
+        ax.errorbar(
+            x,
+            y,
+            xerr=[[min(xerr, x * 0.999)], [xerr]],
+            yerr=[[y - low], [high - y]],
+            fmt="o",
+            color=colors[i % 10],
+            capsize=3,
+            label=method,
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("ms per planning step (log scale)")
+    ax.set_ylabel("IQM normalized score")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, out, "compute_frontier")

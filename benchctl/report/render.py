@@ -1,0 +1,308 @@
+"""Assemble a report folder: self-contained HTML, Markdown, LaTeX and CSV tables, PNG + PDF figures,
+and the protocol every number was produced under."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import benchctl
+from benchctl.errors import BenchctlError
+from benchctl.report import aggregate as agg
+from benchctl.report import plots, tables
+from benchctl.report.load import Results, load_results
+
+FORMATS = ("md", "html", "tex", "csv")
+
+
+@dataclass
+class Report:
+    out: Path
+    files: list[Path]
+    warnings: list[str]
+    aggregates: dict[str, np.ndarray]  # method -> (4,) Median, IQM, Mean, Optimality Gap
+    intervals: dict[str, np.ndarray]  # method -> (2, 4)
+    improvement: dict[str, tuple[float, np.ndarray]] = field(default_factory=dict)  # "X,Y" -> (P, [lo, hi])
+    tasks: list[str] = field(default_factory=list)
+
+
+def parse_formats(text: str) -> list[str]:
+    chosen = [f.strip() for f in text.split(",") if f.strip()]
+    bad = [f for f in chosen if f not in FORMATS]
+    if bad or not chosen:
+        raise BenchctlError(f"--format {text}: choose from {', '.join(FORMATS)} (comma-separated)")
+    return chosen
+
+
+def protocol_warnings(results: Results) -> list[str]:
+    """Partial results and mixed protocols, each as one line."""
+    cells = results.cells[results.cells["episodes"] > 0]
+    warnings = []
+    counts = cells.groupby("method")["episodes"].agg(lambda s: sorted(set(s)))
+    overall = sorted(set(cells["episodes"]))
+    if len(overall) > 1:
+        for method, values in counts.items():
+            warnings.append(
+                f"mixed protocols: {method} has {'/'.join(map(str, values))} episodes per seed "
+                f"(all cells: {'/'.join(map(str, overall))})"
+            )
+    all_seeds = set(cells["seed"])
+    for (method, task), group in cells.groupby(["method", "task_id"]):
+        missing = sorted(all_seeds - set(group["seed"]))
+        if missing:
+            warnings.append(f"partial: {method} on {task} lacks seed(s) {missing}")
+    all_tasks = set(cells["task_id"])
+    for method, group in cells.groupby("method"):
+        missing = sorted(all_tasks - set(group["task_id"]))
+        if missing:
+            warnings.append(f"partial: {method} lacks task(s) {', '.join(missing)}")
+    for (method, task), group in cells.groupby(["method", "task_id"]):
+        if group["normalization"].map(json.dumps).nunique() > 1:
+            warnings.append(f"mixed protocols: {method} on {task} mixes normalizations")
+    return warnings
+
+
+def build_report(
+    roots: list[Path],
+    out: Path,
+    reps: int = 2000,
+    seed: int = 0,
+    formats: list[str] | None = None,
+    baseline: str = "policy",
+) -> Report:
+    formats = formats or list(FORMATS)
+    if reps < 100:
+        raise BenchctlError(f"--reps {reps}: use at least 100 bootstrap replicates (rliable's default is 50,000)")
+    results = load_results(roots)
+    warnings = list(results.warnings) + protocol_warnings(results)
+    seeds = agg.per_seed(results.episodes)
+    table = agg.score_table(seeds)
+    warnings += table.notes
+    if not table.matrices or not table.tasks:
+        raise BenchctlError(
+            "no task is shared by every method, so there is nothing to aggregate; "
+            "pass results that overlap, or one method's results alone"
+        )
+    points, cis = agg.aggregates(table, reps, seed)
+    top = max(1.0, max(float(m.max()) for m in table.matrices.values()))
+    taus = np.linspace(0.0, top, 81)
+    profile, bands = agg.performance_profiles(table, taus, reps, seed)
+    improvement = {}
+    references = [r for r in dict.fromkeys([baseline, "mppi"]) if r in table.matrices]
+    if baseline not in table.matrices:
+        warnings.append(
+            f"baseline {baseline!r} is not among the methods; pass --baseline NAME "
+            f"(methods: {', '.join(table.matrices)})"
+        )
+    for k, ref in enumerate(references):
+        for method in table.matrices:
+            if method != ref:
+                improvement[f"{method},{ref}"] = agg.probability_of_improvement(
+                    table.matrices[method], table.matrices[ref], reps, seed + 1 + k
+                )
+
+    out.mkdir(parents=True, exist_ok=True)
+    figures_dir = out / "figures"
+    figures_dir.mkdir(exist_ok=True)
+    latency = tables.latency_table(seeds)
+    figures = {
+        "Aggregate metrics (95% CIs)": plots.aggregate_intervals(points, cis, figures_dir),
+        "Performance profiles": plots.profiles(profile, bands, taus, figures_dir),
+        "Normalized score per task (dots: seeds)": plots.per_task_bars(seeds, figures_dir),
+        "Compute frontier: IQM against ms per planning step": plots.compute_frontier(points, cis, latency, figures_dir),
+    }
+    if improvement:
+        figures["Probability of improvement"] = plots.improvement(
+            {k: v[0] for k, v in improvement.items()}, {k: v[1] for k, v in improvement.items()}, figures_dir
+        )
+
+    success_tasks = set(
+        results.cells.loc[results.cells["normalization"].map(lambda n: n.get("kind") == "success"), "task_id"]
+    )
+    per_task = tables.per_task_table(seeds, success_tasks)
+    protocol = _protocol(results, seeds, table, reps, seed, baseline)
+    files = [p for fig in figures.values() for p in (fig, fig.with_suffix(".pdf"))]
+    if "csv" in formats:
+        files += _write_csv(out, seeds, per_task, latency, points, cis, improvement)
+    if "tex" in formats:
+        for name, body in (
+            ("per_task", tables.render_per_task(per_task, "tex")),
+            ("latency", tables.render_latency(latency, "tex")),
+        ):
+            path = out / f"{name}.tex"
+            path.write_text(body + "\n")
+            files.append(path)
+    sections = {
+        "per_task": per_task,
+        "latency": latency,
+        "points": points,
+        "cis": cis,
+        "improvement": improvement,
+        "figures": figures,
+        "protocol": protocol,
+        "warnings": warnings,
+    }
+    if "md" in formats:
+        files.append(_write_markdown(out, sections))
+    if "html" in formats:
+        files.append(_write_html(out, sections))
+    return Report(out, files, warnings, points, cis, improvement, table.tasks)
+
+
+def _protocol(
+    results: Results, seeds: pd.DataFrame, table: agg.ScoreTable, reps: int, seed: int, baseline: str
+) -> list[tuple[str, str]]:
+    cells = results.cells
+    norms = sorted({json.dumps(n, sort_keys=True) for n in cells["normalization"]})
+    hashes = cells.groupby(["run", "task_id", "seed"])["checkpoint_sha256"].first()
+    return [
+        ("episodes per seed", ", ".join(map(str, sorted(set(cells["episodes"]))))),
+        ("seeds", ", ".join(map(str, sorted(set(cells["seed"]))))),
+        ("normalization", "; ".join(norms) + " (score per run = mean over its episodes)"),
+        ("aggregates cover", f"{len(table.tasks)} task(s) every method has: {', '.join(table.tasks)}"),
+        ("runs per method", ", ".join(f"{m}: {len(s)}" for m, s in table.seeds.items())),
+        ("bootstrap", f"{agg.CI_METHOD}; {reps} replicates; seed {seed} (numpy's global generator, restored after)"),
+        ("optimality gap", "gamma = 1"),
+        (
+            "probability of improvement",
+            f"against {baseline!r} and 'mppi' where present; Mann-Whitney per task, "
+            "averaged over tasks; independent stratified bootstrap",
+        ),
+        (
+            "benchctl",
+            f"report {benchctl.__version__}; results written by "
+            + ", ".join(sorted({str(v) for v in cells["benchctl"]})),
+        ),
+        (
+            "devices",
+            "; ".join(sorted({f"{d} ({n})" for d, n in zip(cells["device"], cells["device_name"], strict=True)})),
+        ),
+        ("checkpoints", "; ".join(f"{r}/{t}/seed {s}: {h[:12]}" for (r, t, s), h in hashes.items())),
+        ("generated", datetime.now(timezone.utc).isoformat(timespec="seconds")),
+    ]
+
+
+def _write_csv(out: Path, seeds, per_task, latency, points, cis, improvement) -> list[Path]:
+    paths = []
+    seeds.to_csv(out / "scores_per_seed.csv", index=False)
+    paths.append(out / "scores_per_seed.csv")
+    flat = per_task.copy()
+    flat.columns = [f"{m}:{stat}" for m, stat in flat.columns]
+    flat.to_csv(out / "per_task.csv")
+    latency.to_csv(out / "latency.csv")
+    rows = [
+        {"method": m, "metric": metric, "point": points[m][i], "ci_low": cis[m][0][i], "ci_high": cis[m][1][i]}
+        for m in points
+        for i, metric in enumerate(agg.METRICS)
+    ]
+    pd.DataFrame(rows).to_csv(out / "aggregates.csv", index=False)
+    pd.DataFrame(
+        [
+            {"pair": k, "x": k.split(",")[0], "y": k.split(",")[1], "p": v[0], "ci_low": v[1][0], "ci_high": v[1][1]}
+            for k, v in improvement.items()
+        ]
+    ).to_csv(out / "probability_of_improvement.csv", index=False)
+    paths += [out / n for n in ("per_task.csv", "latency.csv", "aggregates.csv", "probability_of_improvement.csv")]
+    return paths
+
+
+def _aggregate_rows(points, cis) -> list[tuple[str, list[str]]]:
+    return [
+        (m, [f"{points[m][i]:.3f} [{cis[m][0][i]:.3f}, {cis[m][1][i]:.3f}]" for i in range(4)])
+        for m in sorted(points, key=lambda m: -points[m][1])
+    ]
+
+
+def _write_markdown(out: Path, s: dict) -> Path:
+    lines = [
+        "# benchctl report",
+        "",
+        "## Aggregates (normalized scores, 95% CIs)",
+        "",
+        tables._render(["method", *agg.METRICS], _aggregate_rows(s["points"], s["cis"]), "md"),
+        "",
+    ]
+    if s["improvement"]:
+        rows = [
+            (k.replace(",", " > "), [f"{v[0]:.3f} [{v[1][0]:.3f}, {v[1][1]:.3f}]"]) for k, v in s["improvement"].items()
+        ]
+        lines += ["## Probability of improvement", "", tables._render(["pair", "P(X > Y)"], rows, "md"), ""]
+    lines += [
+        "## Per task (mean ± std over seeds of the per-seed mean return; success rate where scored by success)",
+        "",
+        tables.render_per_task(s["per_task"], "md"),
+        "",
+        "## Planning latency",
+        "",
+        tables.render_latency(s["latency"], "md"),
+        "",
+        "## Figures",
+        "",
+    ]
+    for title, png in s["figures"].items():
+        lines += [f"### {title}", "", f"![{title}](figures/{png.name})", ""]
+    lines += ["## Protocol", ""] + [f"- **{k}**: {v}" for k, v in s["protocol"]]
+    if s["warnings"]:
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in s["warnings"]]
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+td:first-child,th:first-child{text-align:left}img{max-width:100%;display:block;margin:1em 0}
+.warn{color:#8a4b00}dt{font-weight:600}dd{margin:0 0 .5em 1em}"""
+
+
+def _write_html(out: Path, s: dict) -> Path:
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>benchctl report</title>",
+        f"<style>{_CSS}</style></head><body><h1>benchctl report</h1>",
+        "<h2>Aggregates (normalized scores, 95% CIs)</h2>",
+        tables._render(
+            ["method", *agg.METRICS],
+            [(m, [html.escape(c) for c in cells]) for m, cells in _aggregate_rows(s["points"], s["cis"])],
+            "html",
+        ),
+    ]
+    if s["improvement"]:
+        rows = [
+            (k.replace(",", " > "), [f"{v[0]:.3f} [{v[1][0]:.3f}, {v[1][1]:.3f}]"]) for k, v in s["improvement"].items()
+        ]
+        parts += ["<h2>Probability of improvement</h2>", tables._render(["pair", "P(X > Y)"], rows, "html")]
+    parts += [
+        "<h2>Per task</h2><p>mean ± std over seeds of the per-seed mean return (success rate where scored "
+        "by success); best in bold, second underlined.</p>",
+        tables.render_per_task(s["per_task"], "html"),
+        "<h2>Planning latency</h2>",
+        tables.render_latency(s["latency"], "html"),
+        "<h2>Figures</h2>",
+    ]
+    for title, png in s["figures"].items():
+        data = base64.b64encode(png.read_bytes()).decode()
+        parts.append(
+            f"<h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"
+        )
+    parts.append(
+        "<h2>Protocol</h2><dl>"
+        + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in s["protocol"])
+        + "</dl>"
+    )
+    if s["warnings"]:
+        parts.append(
+            "<h2>Warnings</h2><ul>"
+            + "".join(f"<li class='warn'>{html.escape(w)}</li>" for w in s["warnings"])
+            + "</ul>"
+        )
+    parts.append("</body></html>")
+    path = out / "report.html"
+    path.write_text("".join(parts))
+    return path

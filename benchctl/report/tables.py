@@ -1,0 +1,112 @@
+"""Paper-style tables (Dream-MPC Tables 1-2, 8-13) as Markdown, HTML, LaTeX and CSV.
+
+Per-task table: mean ± std over seeds of each seed's mean return (success rate for suites scored
+by success), best in bold, second underlined. Latency table: mean ± std over (task, seed) cells of
+the mean ms per planning step, with world-model evaluations per step.
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pandas as pd
+
+
+def per_task_table(seeds: pd.DataFrame, success_tasks: set[str]) -> pd.DataFrame:
+    """Rows: tasks; columns: (method, "mean"/"std"/"seeds") of the per-seed mean return or success."""
+    values = seeds.assign(value=np.where(seeds["task_id"].isin(success_tasks), seeds["success"], seeds["ret"]))
+    grouped = values.groupby(["task_id", "method"])["value"]
+    table = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=0), "seeds": grouped.count()})
+    return table.unstack("method").swaplevel(0, 1, axis=1).sort_index(axis=1)
+
+
+def latency_table(seeds: pd.DataFrame) -> pd.DataFrame:
+    """Rows: methods; columns: ms/step mean and std over (task, seed) cells, WM evals/step, cells."""
+    grouped = seeds.groupby("method")
+    return pd.DataFrame(
+        {
+            "ms_mean": grouped["latency_ms"].mean(),
+            "ms_std": grouped["latency_ms"].std(ddof=0),
+            "model_evals": grouped["model_evals"].mean(),
+            "cells": grouped["latency_ms"].count(),
+        }
+    )
+
+
+def _ranks(row: pd.Series) -> dict[str, int]:
+    """{method: 1 for the best mean, 2 for the second}, higher is better; ties share a rank."""
+    values = sorted({v for v in row.dropna().to_numpy()}, reverse=True)
+    return {m: values.index(v) + 1 for m, v in row.dropna().items() if values.index(v) < 2}
+
+
+def _fmt(mean: float, std: float, digits: int) -> str:
+    if np.isnan(mean):
+        return "-"
+    return f"{mean:.{digits}f} ± {0.0 if np.isnan(std) else std:.{digits}f}"
+
+
+def render_per_task(table: pd.DataFrame, fmt: str, digits: int = 1) -> str:
+    """The per-task table as `md`, `html` or `tex`, best bold and second underlined."""
+    methods = list(dict.fromkeys(table.columns.get_level_values(0)))
+    rows = []
+    for task, row in table.iterrows():
+        means = pd.Series({m: row[(m, "mean")] for m in methods})
+        ranks = _ranks(means)
+        cells = []
+        for m in methods:
+            text = _fmt(row[(m, "mean")], row[(m, "std")], digits)
+            cells.append(_emphasize(text, ranks.get(m), fmt))
+        rows.append((str(task), cells))
+    return _render(["task", *methods], rows, fmt)
+
+
+def render_latency(table: pd.DataFrame, fmt: str) -> str:
+    rows = [
+        (str(m), [_fmt(r["ms_mean"], r["ms_std"], 2), f"{r['model_evals']:,.0f}", str(int(r["cells"]))])
+        for m, r in table.sort_values("ms_mean").iterrows()
+    ]
+    return _render(["method", "ms / planning step", "WM evals / step", "cells"], rows, fmt)
+
+
+def _emphasize(text: str, rank: int | None, fmt: str) -> str:
+    if rank is None or text == "-":
+        return _escape(text, fmt)
+    if fmt == "md":
+        return f"**{text}**" if rank == 1 else f"<u>{text}</u>"
+    if fmt == "html":
+        return f"<b>{html.escape(text)}</b>" if rank == 1 else f"<u>{html.escape(text)}</u>"
+    body = _escape(text, "tex")
+    return f"\\textbf{{{body}}}" if rank == 1 else f"\\underline{{{body}}}"
+
+
+def _escape(text: str, fmt: str) -> str:
+    if fmt == "html":
+        return html.escape(text)
+    if fmt == "tex":
+        return text.replace("±", "$\\pm$").replace("_", "\\_").replace("%", "\\%").replace("&", "\\&")
+    return text
+
+
+def _render(header: list[str], rows: list[tuple[str, list[str]]], fmt: str) -> str:
+    if fmt == "md":
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join([name, *cells]) + " |" for name, cells in rows]
+        return "\n".join(lines)
+    if fmt == "html":
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        body = "".join(
+            "<tr><td>" + html.escape(name) + "</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+            for name, cells in rows
+        )
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    columns = "l" + "r" * (len(header) - 1)
+    lines = [
+        f"\\begin{{tabular}}{{{columns}}}",
+        "\\toprule",
+        " & ".join(_escape(h, "tex") for h in header) + " \\\\",
+        "\\midrule",
+    ]
+    lines += [" & ".join([_escape(name, "tex"), *cells]) + " \\\\" for name, cells in rows]
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(lines)
