@@ -7,7 +7,7 @@ import base64
 import html
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -185,7 +185,7 @@ def _protocol(
             "; ".join(sorted({f"{d} ({n})" for d, n in zip(cells["device"], cells["device_name"], strict=True)})),
         ),
         ("checkpoints", "; ".join(f"{r}/{t}/seed {s}: {h[:12]}" for (r, t, s), h in hashes.items())),
-        ("generated", datetime.now(timezone.utc).isoformat(timespec="seconds")),
+        ("generated", datetime.now(UTC).isoformat(timespec="seconds")),
     ]
 
 
