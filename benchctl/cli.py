@@ -236,9 +236,9 @@ def ls_planners(action_dim: Annotated[int, typer.Option(help="action size used f
 @app.command("inspect")
 def inspect_command(path: Annotated[Path, typer.Argument(help="a TD-MPC2/BMPC checkpoint file")]):
     """Family, model size, dims, value heads, layout and sha256 of a checkpoint."""
-    from benchctl.agents import load_checkpoint_with_info
+    from benchctl.agents import describe_checkpoint
 
-    _, info = load_checkpoint_with_info(path)
+    info = describe_checkpoint(path)
     d = info.dims
     table = Table(show_header=False, title=str(path))
     table.add_column("field", no_wrap=True)

@@ -16,13 +16,7 @@ from typing import Any, Protocol
 import torch
 
 import benchctl
-from benchctl.agents.checkpoint import (
-    detect_layout,
-    infer_dims,
-    load_checkpoint_with_info,
-    read_state_dict,
-    to_current_layout,
-)
+from benchctl.agents import CheckpointInfo, describe_checkpoint, load_checkpoint
 from benchctl.errors import BenchctlError
 from benchctl.evaluate import episode_seed, run_episode
 from benchctl.planners.base import config_dict, make_planner, parse_set, planner_class, resolve_config
@@ -127,17 +121,15 @@ def check_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def check_fits(agent: AgentSpec) -> tuple[int, int]:
-    """Check the checkpoint's dims against the task's env before any episode runs. Returns (obs, action)."""
-    state = read_state_dict(agent.checkpoint)
-    _, dims = infer_dims(to_current_layout(state, detect_layout(state)))
+def check_fits(agent: AgentSpec, info: CheckpointInfo) -> None:
+    """The checkpoint's dims must match the task's env before any episode runs."""
+    dims = info.dims
     env = make_env(agent.task)
     if (dims.obs_dim, dims.action_dim) != (env.obs_dim, env.action_dim):
         raise BenchctlError(
             f"{agent.checkpoint} takes obs {dims.obs_dim} / action {dims.action_dim}, but {agent.task.name} has "
             f"obs {env.obs_dim} / action {env.action_dim}; pass a checkpoint trained on {agent.task.name}"
         )
-    return env.obs_dim, env.action_dim
 
 
 # -- running ------------------------------------------------------------------------------
@@ -186,66 +178,84 @@ class CellResult:
     header: dict
 
 
+def _header(
+    request: EvalRequest,
+    agent: AgentSpec,
+    spec: PlannerSpec,
+    info: CheckpointInfo,
+    versions: dict,
+    device: torch.device,
+) -> dict:
+    """Provenance of a cell: everything needed to tell whether two cells are the same experiment."""
+    return {
+        "type": "header",
+        "suite": request.suite.name,
+        "task": agent.task.name,
+        "seed": agent.seed,
+        "planner": spec.name,
+        "planner_config": spec.config_dict,
+        "checkpoint": str(agent.checkpoint),
+        "checkpoint_sha256": info.sha256,
+        "family": info.family,
+        "model_size": info.model_size,
+        "model_params": info.num_params,
+        "dims": info.as_dict()["dims"],
+        "discount": agent.task.discount,
+        "episode_length": agent.task.episode_length,
+        "action_repeat": agent.task.action_repeat,
+        "normalization": agent.task.normalization,
+        "device": str(device),
+        "device_name": _device_name(device),
+        "versions": versions,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
 def run(request: EvalRequest, reporter: Reporter) -> list[CellResult]:
-    """Run every missing episode of every cell; finished episodes on disk are kept, never rerun."""
+    """Run every missing episode of every cell; finished episodes on disk are kept, never rerun.
+
+    Every checkpoint is checked against its task and every cell opened before the first episode, so
+    bad input fails fast and the progress bar knows what is done. Agents are then loaded one at a
+    time and shared by their planners.
+    """
     device = check_device(request.device)
     versions = _versions()
-    for agent in request.agents:
-        check_fits(agent)
-    # Open every cell first so the progress bar knows what is already done.
-    loaded: dict[Path, tuple] = {}
-    opened: list[tuple[AgentSpec, PlannerSpec, CellFile, Any]] = []
+    cells: list[tuple[AgentSpec, list[tuple[PlannerSpec, CellFile]]]] = []
     done = 0
-    for agent, spec in ((a, p) for a in request.agents for p in request.planners):
-        if agent.checkpoint not in loaded:  # one load per checkpoint, shared by its planners
-            loaded[agent.checkpoint] = load_checkpoint_with_info(agent.checkpoint, device=str(device))
-        model, info = loaded[agent.checkpoint]
+    for agent in request.agents:
+        info = describe_checkpoint(agent.checkpoint)
+        check_fits(agent, info)
         run_name = request.run or info.family
-        path = cell_path(
-            request.out, run_name, request.suite.name, agent.task.name, spec.name, spec.config_dict, agent.seed
-        )
-        header = {
-            "type": "header",
-            "suite": request.suite.name,
-            "task": agent.task.name,
-            "seed": agent.seed,
-            "planner": spec.name,
-            "planner_config": spec.config_dict,
-            "checkpoint": str(agent.checkpoint),
-            "checkpoint_sha256": info.sha256,
-            "family": info.family,
-            "model_size": info.model_size,
-            "model_params": info.num_params,
-            "dims": info.as_dict()["dims"],
-            "discount": agent.task.discount,
-            "episode_length": agent.task.episode_length,
-            "action_repeat": agent.task.action_repeat,
-            "normalization": agent.task.normalization,
-            "device": str(device),
-            "device_name": _device_name(device),
-            "versions": versions,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        cell = open_cell(path, header)
-        for warning in cell.warnings:
-            reporter.warn(warning)
-        done += len(cell.done & set(range(request.episodes)))
-        opened.append((agent, spec, cell, model))
-    reporter.start(len(opened) * request.episodes, done)
+        opened = []
+        for spec in request.planners:
+            path = cell_path(
+                request.out, run_name, request.suite.name, agent.task.name, spec.name, spec.config_dict, agent.seed
+            )
+            cell = open_cell(path, _header(request, agent, spec, info, versions, device))
+            for warning in cell.warnings:
+                reporter.warn(warning)
+            done += len(cell.done & set(range(request.episodes)))
+            opened.append((spec, cell))
+        cells.append((agent, opened))
+    reporter.start(len(request.agents) * len(request.planners) * request.episodes, done)
     results: list[CellResult] = []
-    for agent, spec, cell, model in opened:
-        label = f"{agent.task.name} {spec.name} seed {agent.seed}"
-        reporter.cell(label)
-        missing = [i for i in range(request.episodes) if i not in cell.done]
-        if missing:
-            model.discount = agent.task.discount
-            planner = make_planner(spec.name, model, spec.config)
-            env = make_env(agent.task, seed=agent.seed)
-            for index in missing:
-                record = {"type": "episode", "episode": index, "env_seed": episode_seed(agent.seed, index)}
-                record |= run_episode(env, planner, record["env_seed"], device)
-                cell.append(record)
-                reporter.episode(label, record)
-        episodes = sorted((e for e in cell.episodes if e["episode"] < request.episodes), key=lambda e: e["episode"])
-        results.append(CellResult(agent.task.name, spec.name, agent.seed, cell.path, episodes, cell.header))
+    for agent, opened in cells:
+        model = None
+        for spec, cell in opened:
+            label = f"{agent.task.name} {spec.name} seed {agent.seed}"
+            reporter.cell(label)
+            missing = [i for i in range(request.episodes) if i not in cell.done]
+            if missing:
+                if model is None:  # loaded only when something is left to run
+                    model = load_checkpoint(agent.checkpoint, device=str(device))
+                    model.discount = agent.task.discount
+                planner = make_planner(spec.name, model, spec.config)
+                env = make_env(agent.task, seed=agent.seed)
+                for index in missing:
+                    record = {"type": "episode", "episode": index, "env_seed": episode_seed(agent.seed, index)}
+                    record |= run_episode(env, planner, record["env_seed"], device)
+                    cell.append(record)
+                    reporter.episode(label, record)
+            episodes = sorted((e for e in cell.episodes if e["episode"] < request.episodes), key=lambda e: e["episode"])
+            results.append(CellResult(agent.task.name, spec.name, agent.seed, cell.path, episodes, cell.header))
     return results

@@ -103,11 +103,18 @@ def test_unknown_set_key(official_dir):
         ("horizon=abc", "takes a int"),
         ("eval_noise=maybe", "takes a bool"),
         ("horizon", "not key=value"),
-        ("num_elites=0", "num_elites"),
+        ("num_elites=0", "num_elites must be between 1 and num_samples"),
     ],
 )
 def test_ill_typed_set(official_dir, item, needle):
-    one_line_error(run_cli("eval", "--suite", "smoke", "--checkpoints", str(official_dir), "--set", item), needle)
+    args = ["eval", "--suite", "smoke", "--planner", "mppi", "--checkpoints", str(official_dir), "--set", item]
+    one_line_error(run_cli(*args), needle)
+
+
+def test_set_for_a_planner_not_requested(official_dir):
+    args = ["eval", "--suite", "smoke", "--planner", "mppi", "--checkpoints", str(official_dir)]
+    one_line_error(run_cli(*args, "--set", "cem.horizon=3"), "planner 'cem' is not among --planner mppi")
+    one_line_error(run_cli(*args, "--set", "reuse=0.5"), "mppi has no option 'reuse'")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has CUDA")

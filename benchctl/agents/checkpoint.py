@@ -178,40 +178,18 @@ def size_label(dims: ModelDims) -> str:
     return "custom"
 
 
-def load_checkpoint_with_info(path: str | Path, device: str = "cpu") -> tuple[TDMPC2Model, CheckpointInfo]:
-    """Build the world model a checkpoint describes, load its weights, freeze it."""
-    path = Path(path)
+_MODULES = ("_encoder.", "_dynamics.", "_reward.", "_pi.", "_Qs.params.")
+_BOUNDS = {"tdmpc2": (-10.0, 12.0), "bmpc": (-3.0, 4.0)}  # (log_std_min, log_std_dif) when a file lacks them
+
+
+def _read(path: Path) -> tuple[dict, CheckpointInfo]:
+    """(state dict in the current layout, what the file is) without building a model."""
     raw = read_state_dict(path)
     layout = detect_layout(raw)
     state = to_current_layout(raw, layout)
     family, dims = infer_dims(state)
-    bounds = {
-        k: float(state[k]) for k in ("log_std_min", "log_std_dif", "expl_log_std_min", "expl_log_std_dif") if k in state
-    }
-    if family == "bmpc":
-        model: TDMPC2Model = BMPCModel(
-            dims,
-            bounds.get("log_std_min", -3),
-            bounds.get("log_std_dif", 4),
-            bounds.get("expl_log_std_min", -2),
-            bounds.get("expl_log_std_dif", 3),
-        )
-    else:
-        model = TDMPC2Model(dims, bounds.get("log_std_min", -10), bounds.get("log_std_dif", 12))
-    wanted = model.state_dict()
-    missing = [k for k in wanted if k not in state and not k.startswith(("log_std", "expl_log_std"))]
-    if missing:
-        raise BenchctlError(
-            f"{path} ({layout} layout) lacks {len(missing)} tensors, e.g. {missing[0]}; the file is incomplete"
-        )
-    for key, tensor in wanted.items():
-        if key in state and state[key].shape != tensor.shape:
-            raise BenchctlError(
-                f"{path}: tensor {key} has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)}"
-            )
-    model.load_state_dict({k: state[k] for k in wanted if k in state}, strict=False)
-    model.freeze().to(device)
-    lo = model.log_std_min.item()
+    lo = float(state["log_std_min"]) if "log_std_min" in state else _BOUNDS[family][0]
+    dif = float(state["log_std_dif"]) if "log_std_dif" in state else _BOUNDS[family][1]
     info = CheckpointInfo(
         path=str(path),
         sha256=sha256_of(path),
@@ -219,10 +197,41 @@ def load_checkpoint_with_info(path: str | Path, device: str = "cpu") -> tuple[TD
         layout=layout,
         model_size=size_label(dims),
         dims=dims,
-        num_params=sum(p.numel() for p in model.parameters()),
-        log_std_bounds=(lo, lo + model.log_std_dif.item()),
+        num_params=sum(v.numel() for k, v in state.items() if k.startswith(_MODULES) and v.is_floating_point()),
+        log_std_bounds=(lo, lo + dif),
     )
-    return model, info
+    return state, info
+
+
+def describe_checkpoint(path: str | Path) -> CheckpointInfo:
+    """Family, layout, size, dims and sha256 of a checkpoint file (what `benchctl inspect` shows)."""
+    return _read(Path(path))[1]
+
+
+def load_checkpoint_with_info(path: str | Path, device: str = "cpu") -> tuple[TDMPC2Model, CheckpointInfo]:
+    """Build the world model a checkpoint describes, load its weights, freeze it."""
+    path = Path(path)
+    state, info = _read(path)
+    lo, hi = info.log_std_bounds
+    if info.family == "bmpc":
+        expl_lo = float(state.get("expl_log_std_min", -2))
+        expl_dif = float(state.get("expl_log_std_dif", 3))
+        model: TDMPC2Model = BMPCModel(info.dims, lo, hi - lo, expl_lo, expl_dif)
+    else:
+        model = TDMPC2Model(info.dims, lo, hi - lo)
+    wanted = model.state_dict()
+    missing = [k for k in wanted if k not in state and not k.startswith(("log_std", "expl_log_std"))]
+    if missing:
+        raise BenchctlError(
+            f"{path} ({info.layout} layout) lacks {len(missing)} tensors, e.g. {missing[0]}; the file is incomplete"
+        )
+    for key, tensor in wanted.items():
+        if key in state and state[key].shape != tensor.shape:
+            raise BenchctlError(
+                f"{path}: tensor {key} has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)}"
+            )
+    model.load_state_dict({k: state[k] for k in wanted if k in state}, strict=False)
+    return model.freeze().to(device), info
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> TDMPC2Model:
