@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from benchctl.errors import BenchctlError
+from benchctl.errors import BenchctlError, unknown
 
 app = typer.Typer(
     name="benchctl",
@@ -189,6 +189,132 @@ def report_command(
         table.add_row(method, *[f"{p[i]:.3f} [{ci[0][i]:.3f}, {ci[1][i]:.3f}]" for i in range(4)])
     out.print(table)
     out.print(f"report: {out_dir}/ ({len(report.files)} files; open {out_dir / 'report.html'})")
+
+
+class TrainProgress:
+    """Live training view: a step bar, the latest episode and losses, evaluations as they come."""
+
+    def __init__(self):
+        self.view = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("steps"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+        )
+        self.bar = None
+
+    def start(self, total: int, done: int) -> None:
+        if done:
+            err.print(f"resuming from step {done:,}")
+        self.view.start()
+        self.bar = self.view.add_task("training", total=total, completed=done)
+
+    def progress(self, step: int, info: dict) -> None:
+        losses = ", ".join(
+            f"{k.removesuffix('_loss')} {info[k]:.3f}"
+            for k in ("consistency_loss", "reward_loss", "value_loss")
+            if k in info
+        )
+        self.view.update(
+            self.bar,
+            completed=step,
+            description=f"episode {info['episode']}: return {info['return']:.1f}" + (f" | {losses}" if losses else ""),
+        )
+
+    def evaluation(self, step: int, returns: dict[str, float]) -> None:
+        text = ", ".join(f"{k} {v:.1f}" for k, v in returns.items())
+        self.view.console.print(f"eval at step {step:,}: {text}")
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.view.stop()
+
+
+def _find_task(name: str, suite: str | None):
+    from benchctl.suites import load_suite, suite_names
+
+    if suite:
+        return load_suite(suite).task(name)
+    every = {}
+    for s in suite_names():
+        for task in load_suite(s).tasks.values():
+            every.setdefault(task.name, task)
+            for alias in task.aliases:
+                every.setdefault(alias, task)
+    if name not in every:
+        raise unknown("task", name, every)
+    return every[name]
+
+
+@app.command("train")
+def train_command(
+    task: Annotated[str, typer.Option(help="task name, e.g. cartpole-swingup")],
+    suite: Annotated[str | None, typer.Option(help="suite of the task [default: the first that has it]")] = None,
+    family: Annotated[str, typer.Option(help="agent family (tdmpc2)")] = "tdmpc2",
+    size: Annotated[int, typer.Option(help="official model size: 1, 5, 19, 48 or 317 (millions of parameters)")] = 5,
+    dims: Annotated[str | None, typer.Option(help="enc,mlp,latent instead of --size, e.g. 128,128,64")] = None,
+    steps: Annotated[int, typer.Option(min=1, help="environment steps (after action repeat)")] = 100_000,
+    seed: Annotated[int, typer.Option(help="training seed")] = 1,
+    planner: Annotated[str, typer.Option(help="planner that acts during training")] = "dream_mpc",
+    set_: Annotated[list[str] | None, typer.Option("--set", help="acting planner option key=value")] = None,
+    out_path: Annotated[
+        Path | None,
+        typer.Option("--out", help="checkpoint [default: checkpoints/<family>/<suite>/<task>-<seed>.pt]"),
+    ] = None,
+    eval_every: Annotated[int, typer.Option(min=1, help="steps between evaluations")] = 10_000,
+    eval_episodes: Annotated[int, typer.Option(min=1, help="episodes per evaluation")] = 10,
+    save_every: Annotated[int, typer.Option(min=1, help="steps between saves (resume points)")] = 10_000,
+    seed_steps: Annotated[
+        int | None, typer.Option(help="random-action steps [default: max(1000, 5 x episode length)]")
+    ] = None,
+):
+    """Train a TD-MPC2 agent and write an official-format checkpoint; rerunning resumes from the last save."""
+    from benchctl.planners.base import parse_set, planner_class
+    from benchctl.train.trainer import Trainer, TrainRequest
+
+    if family != "tdmpc2":
+        raise BenchctlError(f"--family {family}: benchctl trains tdmpc2 agents so far (BMPC training is not built yet)")
+    task_obj = _find_task(task, suite)
+    planner_class(planner)
+    dim_tuple = None
+    if dims:
+        try:
+            dim_tuple = tuple(int(x) for x in dims.split(","))
+            assert len(dim_tuple) == 3 and min(dim_tuple) > 0 and dim_tuple[2] % 8 == 0
+        except (ValueError, AssertionError):
+            raise BenchctlError(
+                f"--dims {dims}: give enc,mlp,latent as positive integers, latent a multiple of 8, "
+                "e.g. --dims 128,128,64"
+            ) from None
+    out_file = out_path or Path("checkpoints") / family / task_obj.suite / f"{task_obj.name}-{seed}.pt"
+    request = TrainRequest(
+        task=task_obj,
+        out=out_file,
+        steps=steps,
+        seed=seed,
+        size=None if dim_tuple else size,
+        dims=dim_tuple,
+        planner=planner,
+        planner_overrides=parse_set(set_ or []),
+        seed_steps=seed_steps,
+        eval_every=eval_every,
+        eval_episodes=eval_episodes,
+        save_every=save_every,
+    )
+    trainer = Trainer(request)
+    view = TrainProgress()
+    try:
+        returns = trainer.run(view)
+    finally:
+        view.stop()
+    out.print(
+        f"checkpoint: {out_file} (final evaluation: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in returns.items())
+        + f"); log: {trainer.log_path}"
+    )
 
 
 ls_app = typer.Typer(help="List suites, planners or tasks.", no_args_is_help=True)

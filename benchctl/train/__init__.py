@@ -1,0 +1,1 @@
+"""Training TD-MPC2 agents that write official-format checkpoints (spec/training.md)."""

@@ -1,0 +1,227 @@
+"""The online training loop of TD-MPC2 (spec/training.md section 1), with any registered planner
+acting, periodic evaluation, official-format checkpoints and crash-safe resume.
+
+Files: the checkpoint (official format: what other tools load), `<checkpoint>.resume.pt` (model,
+target heads, optimizers, value scale, replay buffer, step, RNG state: what resuming needs) and
+`<checkpoint>.log.jsonl` (one JSON line per episode and per evaluation). Both .pt files are written
+to a temporary name and renamed, so a crash leaves the previous save intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from benchctl.agents.checkpoint import MODEL_SIZES
+from benchctl.errors import BenchctlError
+from benchctl.evaluate import episode_seed, plan_step, run_episode
+from benchctl.planners.base import make_planner, resolve_config
+from benchctl.suites import Task, make_env
+from benchctl.train.buffer import ReplayBuffer
+from benchctl.train.tdmpc2 import TDMPC2Learner, TrainConfig, new_model
+
+
+@dataclass
+class TrainRequest:
+    task: Task
+    out: Path  # checkpoint path
+    steps: int = 100_000
+    seed: int = 1
+    size: int | None = 5
+    dims: tuple[int, int, int] | None = None  # (enc, mlp, latent) instead of an official size
+    planner: str = "dream_mpc"
+    planner_overrides: dict[str, str] = field(default_factory=dict)
+    seed_steps: int | None = None  # default max(1000, 5 * episode length)
+    eval_every: int = 10_000
+    eval_episodes: int = 10
+    save_every: int = 10_000
+    buffer_size: int = 1_000_000
+    batch_size: int = 256
+
+    def identity(self) -> dict[str, Any]:
+        """What must agree between a run and its resume."""
+        return {
+            "task": self.task.name,
+            "seed": self.seed,
+            "size": self.size,
+            "dims": self.dims,
+            "planner": self.planner,
+            "planner_overrides": self.planner_overrides,
+        }
+
+
+class TrainReporter(Protocol):
+    def start(self, total: int, done: int) -> None: ...
+    def progress(self, step: int, info: dict) -> None: ...
+    def evaluation(self, step: int, returns: dict[str, float]) -> None: ...
+
+
+def acting_config(name: str, overrides: dict[str, str], training: bool):
+    """The planner's config for acting; MPPI adds its std[0] exploration noise while training."""
+    values = dict(overrides)
+    if name == "mppi" and training:
+        values.setdefault("eval_noise", "true")
+    if name == "mppi" and not training:
+        values["eval_noise"] = "false"
+    return resolve_config(name, values)
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Trainer:
+    def __init__(self, request: TrainRequest):
+        self.request = request
+        task = request.task
+        if request.size is not None and request.size not in MODEL_SIZES:
+            raise BenchctlError(f"--size {request.size}: choose one of {', '.join(map(str, MODEL_SIZES))}")
+        self.env = make_env(task, seed=request.seed)
+        self.seed_steps = request.seed_steps or max(1000, 5 * task.episode_length)
+        self.model = new_model(self.env.obs_dim, self.env.action_dim, request.size, request.dims, seed=request.seed)
+        self.learner = TDMPC2Learner(self.model, task.discount, TrainConfig(batch_size=request.batch_size))
+        self.buffer = ReplayBuffer(min(request.buffer_size, request.steps + request.steps // task.episode_length + 1))
+        self.generator = torch.Generator().manual_seed(request.seed)
+        self.step, self.episode = 0, 0
+        self.acting = make_planner(
+            request.planner, self.model, acting_config(request.planner, request.planner_overrides, True)
+        )
+        self.resume_path = request.out.with_name(request.out.name + ".resume.pt")
+        self.log_path = request.out.with_name(request.out.stem + ".log.jsonl")
+        resolve_config(request.planner, request.planner_overrides)  # bad --set fails before any work
+
+    # -- persistence ---------------------------------------------------------------------
+    def save(self) -> None:
+        _atomic_save({"model": self.learner.official_state_dict()}, self.request.out)
+        _atomic_save(
+            {
+                "identity": json.dumps(self.request.identity()),
+                "step": self.step,
+                "episode": self.episode,
+                "model": self.model.state_dict(),
+                "learner": self.learner.resume_state(),
+                "buffer": self.buffer.state(),
+                "generator": self.generator.get_state(),
+            },
+            self.resume_path,
+        )
+
+    def try_resume(self) -> bool:
+        if not self.resume_path.exists():
+            return False
+        state = torch.load(self.resume_path, weights_only=True)
+        if json.loads(state["identity"]) != json.loads(json.dumps(self.request.identity())):
+            raise BenchctlError(
+                f"{self.resume_path} belongs to a different training run "
+                f"({state['identity']}); pass another --out or delete it"
+            )
+        self.model.load_state_dict(state["model"])
+        self.learner.load_resume_state(state["learner"])
+        self.buffer = ReplayBuffer.from_state(state["buffer"])
+        self.generator.set_state(state["generator"])
+        self.step, self.episode = int(state["step"]), int(state["episode"])
+        return True
+
+    def log(self, record: dict) -> None:
+        with open(self.log_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    # -- loop ------------------------------------------------------------------------------
+    def evaluate(self) -> dict[str, float]:
+        """Mean return of the policy and of the acting planner (in eval mode) over eval episodes."""
+        out = {}
+        for name in dict.fromkeys(["policy", self.request.planner]):
+            planner = make_planner(
+                name,
+                self.model,
+                acting_config(name, self.request.planner_overrides, False)
+                if name == self.request.planner
+                else resolve_config(name, {}),
+            )
+            returns = [
+                run_episode(self.env, planner, episode_seed(10_000 + self.request.seed, i), torch.device("cpu"))[
+                    "return"
+                ]
+                for i in range(self.request.eval_episodes)
+            ]
+            out[name] = float(np.mean(returns))
+        return out
+
+    def update(self, count: int) -> dict[str, float]:
+        infos = []
+        for _ in range(count):
+            batch = self.buffer.sample(self.request.batch_size, self.learner.cfg.horizon, self.generator)
+            infos.append(self.learner.update(*batch, generator=self.generator))
+        return {k: float(np.mean([i[k] for i in infos])) for k in infos[-1]}
+
+    def run(self, reporter: TrainReporter) -> dict[str, float]:
+        req = self.request
+        resumed = self.try_resume()
+        req.out.parent.mkdir(parents=True, exist_ok=True)
+        reporter.start(req.steps, self.step)
+        next_eval = (self.step // req.eval_every + (1 if resumed else 0)) * req.eval_every
+        next_save = (self.step // req.save_every + 1) * req.save_every
+        device = torch.device("cpu")
+        last: dict[str, float] = {}
+        while self.step < req.steps:
+            if self.step >= next_eval:
+                returns = self.evaluate()
+                self.log({"type": "eval", "step": self.step} | returns)
+                reporter.evaluation(self.step, returns)
+                next_eval += req.eval_every
+            if self.step >= next_save:
+                self.save()
+                next_save += req.save_every
+            obs = self.env.reset(episode_seed(req.seed, self.episode))
+            self.acting.reset()
+            observations, actions, rewards, infos = [obs], [], [], []
+            start = time.perf_counter()
+            while True:
+                if self.step < self.seed_steps:
+                    action = torch.rand(self.env.action_dim, generator=self.generator).numpy() * 2 - 1
+                else:
+                    action = plan_step(self.acting, obs, self.generator, device).action.detach().numpy()
+                result = self.env.step(action)
+                obs = result.obs
+                observations.append(obs)
+                actions.append(action)
+                rewards.append(result.reward)
+                self.step += 1
+                done = result.done or self.step >= req.steps
+                if result.done:
+                    self.buffer.add(np.stack(observations), np.stack(actions), np.array(rewards))
+                if self.step == self.seed_steps:
+                    infos.append(self.update(self.seed_steps))  # pretraining burst on the seed data
+                elif self.step > self.seed_steps:
+                    infos.append(self.update(1))
+                if done:
+                    break
+            if result.done:
+                self.episode += 1
+            if infos:
+                last = {k: float(np.mean([i[k] for i in infos])) for k in infos[-1]}
+            record = {
+                "type": "episode",
+                "step": self.step,
+                "episode": self.episode,
+                "return": float(np.sum(rewards)),
+                "seconds": time.perf_counter() - start,
+            } | last
+            self.log(record)
+            reporter.progress(self.step, record)
+        returns = self.evaluate()
+        self.log({"type": "eval", "step": self.step} | returns)
+        reporter.evaluation(self.step, returns)
+        self.save()
+        return returns
