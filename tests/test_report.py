@@ -38,8 +38,12 @@ def test_point_estimates_equal_rliable_and_cis_reproduce(tmp_path):
     second = build_report([tmp_path / "results"], tmp_path / "r2", reps=200, seed=3, formats=["csv"])
     other = build_report([tmp_path / "results"], tmp_path / "r3", reps=200, seed=4, formats=["csv"])
     for planner, x in expected.items():
-        want = [metrics.aggregate_median(x), metrics.aggregate_iqm(x), metrics.aggregate_mean(x),
-                metrics.aggregate_optimality_gap(x, 1.0)]
+        want = [
+            metrics.aggregate_median(x),
+            metrics.aggregate_iqm(x),
+            metrics.aggregate_mean(x),
+            metrics.aggregate_optimality_gap(x, 1.0),
+        ]
         np.testing.assert_allclose(first.aggregates[planner], want, rtol=0, atol=1e-12)
         np.testing.assert_array_equal(first.intervals[planner], second.intervals[planner])
     assert any(not np.array_equal(first.intervals[p], other.intervals[p]) for p in expected)
@@ -92,8 +96,14 @@ def test_partial_results_mixed_protocols_and_malformed_lines_are_reported(tmp_pa
     proc = run_cli("report", str(root), str(tmp_path / "empty"), "--out", str(tmp_path / "report"), "--reps", "100")
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
-    for needle in ("skipped malformed line 3", "torn last line", "no results", "mixed protocols: smc",
-                   "partial: smc lacks task(s)", "dog-run"):
+    for needle in (
+        "skipped malformed line 3",
+        "torn last line",
+        "no results",
+        "mixed protocols: smc",
+        "partial: smc lacks task(s)",
+        "dog-run",
+    ):
         assert needle in proc.stderr, needle
     md = (tmp_path / "report" / "report.md").read_text()
     assert "## Warnings" in md and "skipped malformed line 3" in md
@@ -119,15 +129,24 @@ def test_html_report_renders_every_figure_in_headless_chromium(tmp_path):
     report = build_report([tmp_path / "results"], tmp_path / "report", reps=100, formats=["html"])
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ):
         options.add_argument(flag)
     service = webdriver.ChromeService(executable_path="/usr/bin/chromedriver")
     driver = webdriver.Chrome(options=options, service=service)
     try:
         driver.get((report.out / "report.html").as_uri())
         images = driver.execute_script(
-            "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth, i.naturalHeight]);")
+            "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth, i.naturalHeight]);"
+        )
     finally:
         driver.quit()
     assert len(images) == 5  # aggregates, profiles, per task, frontier, probability of improvement

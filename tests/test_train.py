@@ -1,0 +1,148 @@
+"""benchctl train: a TD-MPC2 agent learns on real dm_control data, saves official-format
+checkpoints, and resumes after SIGKILL from its last save."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+from benchctl.agents import load_checkpoint_with_info
+from benchctl.suites import load_suite, make_env
+from benchctl.train.buffer import ReplayBuffer
+from benchctl.train.tdmpc2 import TDMPC2Learner, new_model
+from benchctl.train.trainer import Trainer, TrainRequest
+from tests.conftest import TDMPC2_MS1
+
+
+def random_episodes(task, episodes: int, seed: int = 0) -> ReplayBuffer:
+    env = make_env(task)
+    rng = np.random.default_rng(seed)
+    buffer = ReplayBuffer()
+    for e in range(episodes):
+        obs = [env.reset(seed + e)]
+        actions, rewards = [], []
+        while True:
+            action = rng.uniform(-1, 1, env.action_dim)
+            result = env.step(action)
+            obs.append(result.obs)
+            actions.append(action)
+            rewards.append(result.reward)
+            if result.done:
+                break
+        buffer.add(np.stack(obs), np.stack(actions), np.array(rewards))
+    return buffer
+
+
+def test_updates_lower_the_model_losses_and_write_the_official_layout(reference, tmp_path):
+    task = load_suite("smoke").task("cartpole-swingup")
+    buffer = random_episodes(task, 4)
+    model = new_model(5, 1, size=None, dims=(64, 64, 32))
+    learner = TDMPC2Learner(model, task.discount)
+    g = torch.Generator().manual_seed(0)
+    infos = [learner.update(*buffer.sample(64, 3, g), generator=g) for _ in range(300)]
+    first, last = infos[:20], infos[-20:]
+    for key in ("consistency_loss", "reward_loss", "value_loss"):
+        assert np.mean([i[key] for i in last]) < 0.5 * np.mean([i[key] for i in first]), key
+    # the checkpoint layout equals the official one, key for key (size-1 agent on cartpole)
+    official = torch.load(reference / f"{TDMPC2_MS1}.pt", weights_only=True)["model"]
+    ours = TDMPC2Learner(new_model(5, 1, size=1), task.discount).official_state_dict()
+    assert list(ours) == list(official)
+    for key, value in official.items():
+        mine = ours[key]
+        assert type(mine) is type(value), key
+        if isinstance(value, torch.Tensor):
+            assert (mine.shape, mine.dtype) == (value.shape, value.dtype), key
+        else:
+            assert mine == value, key
+    path = tmp_path / "agent.pt"
+    torch.save({"model": learner.official_state_dict()}, path)
+    loaded, info = load_checkpoint_with_info(path)
+    assert (info.family, info.layout, info.dims.latent_dim) == ("tdmpc2", "current", 32)
+    with torch.no_grad():
+        obs = torch.from_numpy(buffer.episodes[0]["obs"][:8])
+        torch.testing.assert_close(loaded.encode(obs), model.encode(obs))
+        torch.testing.assert_close(
+            loaded.value(loaded.encode(obs), torch.zeros(8, 1)), model.value(model.encode(obs), torch.zeros(8, 1))
+        )
+
+
+def test_initial_reward_and_values_decode_to_zero():
+    model = new_model(5, 1, size=None, dims=(32, 32, 16))
+    with torch.no_grad():
+        z = model.encode(torch.randn(4, 5))
+        assert torch.equal(model.reward(z, torch.zeros(4, 1)), torch.zeros(4, 1))
+        assert torch.equal(model.value(z, torch.zeros(4, 1)), torch.zeros(5, 4, 1))
+
+
+def test_sigkill_resumes_from_the_last_save_with_the_same_buffer(tmp_path):
+    out = tmp_path / "agent.pt"
+    args = [
+        "train",
+        "--task",
+        "cartpole-swingup",
+        "--suite",
+        "smoke",
+        "--dims",
+        "32,32,16",
+        "--steps",
+        "1000",
+        "--seed-steps",
+        "200",
+        "--save-every",
+        "200",
+        "--eval-every",
+        "100000",
+        "--eval-episodes",
+        "1",
+        "--planner",
+        "policy",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchctl", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    resume = tmp_path / "agent.pt.resume.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if resume.exists() and torch.load(resume, weights_only=True)["step"] >= 400:
+            break
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = torch.load(resume, weights_only=True)
+    assert 400 <= saved["step"] < 1000, "killed mid-run after a save"
+    task = load_suite("smoke").task("cartpole-swingup")
+    request = TrainRequest(
+        task=task,
+        out=out,
+        steps=1000,
+        seed=1,
+        size=None,
+        dims=(32, 32, 16),
+        planner="policy",
+        seed_steps=200,
+        save_every=200,
+        eval_every=100000,
+        eval_episodes=1,
+    )
+    trainer = Trainer(request)
+    assert trainer.try_resume()
+    assert trainer.step == saved["step"]
+    assert trainer.buffer.size == int(saved["buffer"]["lengths"].sum() + len(saved["buffer"]["lengths"]))
+    assert trainer.buffer.size == 101 * (saved["step"] // 100)  # every finished episode kept, none twice
+    rerun = subprocess.run([sys.executable, "-m", "benchctl", *args], capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resuming from step {saved['step']:,}" in rerun.stderr
+    final = torch.load(resume, weights_only=True)
+    assert final["step"] == 1000 and final["buffer"]["lengths"].tolist() == [100] * 10
+    assert load_checkpoint_with_info(out)[1].family == "tdmpc2"
