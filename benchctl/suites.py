@@ -90,4 +90,8 @@ def make_env(task: Task, seed: int = 0):
         from benchctl.envs.dmc import DMCEnv
 
         return DMCEnv(task.params["domain"], task.params["task"], task.episode_length, task.action_repeat, seed)
+    if task.env == "gym":
+        from benchctl.envs.gym import GymEnv
+
+        return GymEnv(task.params["id"], task.episode_length, task.action_repeat)
     raise BenchctlError(f"suite {task.suite!r}: no adapter for env {task.env!r}")
