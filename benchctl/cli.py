@@ -317,6 +317,79 @@ def train_command(
     )
 
 
+DEFAULT_PENDULUM = Path("checkpoints/tdmpc2/pendulum/Pendulum-v1-1.pt")
+
+
+@app.command("gradients")
+def gradients_command(
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="learned Pendulum-v1 agent [default: the shipped one]")
+    ] = None,
+    ground_truth_only: Annotated[bool, typer.Option(help="no learned agent: Grad-MPC on the true pendulum")] = False,
+    horizons: Annotated[str, typer.Option(help="planning horizons")] = "1,2,3,5,10,15,20,30",
+    samples: Annotated[int, typer.Option(min=2, help="gradient samples per state")] = 32,
+    states: Annotated[int, typer.Option(min=1, help="states per seed")] = 100,
+    seeds: Annotated[str, typer.Option(help="seeds")] = "1,2,3",
+    out_dir: Annotated[Path, typer.Option("--out", help="output folder")] = Path("reports/gradients"),
+):
+    """Planner-gradient quality (ESNR, gradient size) against horizon on the true and a learned Pendulum-v1."""
+    import json
+
+    from benchctl.agents import load_checkpoint_with_info
+    from benchctl.analysis.gradients import StudyConfig, run_study
+    from benchctl.report.plots import gradient_curves
+
+    agent, label = None, None
+    if not ground_truth_only:
+        path = checkpoint or DEFAULT_PENDULUM
+        if not path.exists():
+            raise BenchctlError(
+                f"no learned Pendulum-v1 agent at {path}: train one with `benchctl train --task "
+                "Pendulum-v1`, pass --checkpoint FILE, or use --ground-truth-only"
+            )
+        agent, info = load_checkpoint_with_info(path)
+        if (info.dims.obs_dim, info.dims.action_dim) != (3, 1):
+            raise BenchctlError(
+                f"{path} takes obs {info.dims.obs_dim} / action {info.dims.action_dim}; "
+                "a Pendulum-v1 agent takes obs 3 / action 1"
+            )
+        label = f"{path} (sha256 {info.sha256[:12]})"
+    try:
+        config = StudyConfig(
+            horizons=tuple(int(h) for h in _csv(horizons)),
+            samples=samples,
+            states=states,
+            seeds=tuple(_seeds(seeds)),
+            planners=("grad_mpc",) if agent is None else ("grad_mpc", "dream_mpc"),
+        )
+    except ValueError:
+        raise BenchctlError(f"--horizons {horizons}: give integers separated by commas") from None
+    if not config.horizons or min(config.horizons) < 1:
+        raise BenchctlError(f"--horizons {horizons}: give positive integers, e.g. 1,3,10")
+    with err.status("differentiating planners..."):
+        result = run_study(agent, config, label)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "gradients.json").write_text(json.dumps(result, indent=1))
+    figure = gradient_curves(result["summary"], out_dir)
+    table = Table(title="planner gradients: ESNR (mean ± std over seeds) and mean gradient norm")
+    for col in ("model", "planner", "H", "ESNR", "undefined states", "|g|", "sum Var[g]"):
+        table.add_column(col, justify="left" if col in ("model", "planner") else "right", no_wrap=True)
+    for r in sorted(result["summary"], key=lambda r: (r["model"], r["planner"], r["horizon"])):
+        esnr = "undefined" if r["esnr_mean"] is None else f"{r['esnr_mean']:.3g} ± {r['esnr_std']:.2g}"
+        table.add_row(
+            r["model"],
+            r["planner"],
+            str(r["horizon"]),
+            esnr,
+            str(r["undefined_states"]),
+            f"{r['grad_norm_mean']:.3g}",
+            f"{r['grad_variance']:.3g}",
+        )
+    out.print(table)
+    out.print("protocol: " + "; ".join(f"{k}: {v}" for k, v in result["protocol"].items()))
+    out.print(f"results: {out_dir / 'gradients.json'}, figure: {figure}")
+
+
 ls_app = typer.Typer(help="List suites, planners or tasks.", no_args_is_help=True)
 app.add_typer(ls_app, name="ls")
 

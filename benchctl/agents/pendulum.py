@@ -43,6 +43,11 @@ class PendulumModel:
         self.discount = discount
         self.model_evals = 0
 
+    @staticmethod
+    def max_torque_of(a: torch.Tensor) -> torch.Tensor:
+        """Actions in [-1, 1] units -> torque (the env adapter maps [-1, 1] onto [-2, 2])."""
+        return MAX_TORQUE * a.double()
+
     def encode(self, obs: torch.Tensor) -> torch.Tensor:
         """(B, 3) observations (cos, sin, theta_dot) -> (B, 2) float64 state."""
         obs = obs.double()
@@ -50,14 +55,14 @@ class PendulumModel:
 
     def step(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.model_evals += z.shape[0]
-        return dynamics(z, MAX_TORQUE * a.double())
+        return dynamics(z, self.max_torque_of(a))
 
     def next(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        return dynamics(z, MAX_TORQUE * a.double())[0]
+        return dynamics(z, self.max_torque_of(a))[0]
 
     def reward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         self.model_evals += z.shape[0]
-        return dynamics(z, MAX_TORQUE * a.double())[1]
+        return dynamics(z, self.max_torque_of(a))[1]
 
     def value(self, z: torch.Tensor, a: torch.Tensor | None = None) -> torch.Tensor:
         return torch.zeros(0, z.shape[0], 1, dtype=z.dtype)

@@ -110,3 +110,34 @@ def compute_frontier(points: dict, cis: dict, latency: pd.DataFrame, out: Path) 
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, out, "compute_frontier")
+
+
+def gradient_curves(summary: list[dict], out: Path) -> Path:
+    """ESNR and gradient magnitude against planning horizon, per model and planner (Dream-MPC Fig. 13/14)."""
+    models = sorted({r["model"] for r in summary})
+    fig, axes = plt.subplots(2, len(models), figsize=(5 * len(models), 7), squeeze=False)
+    for col, model in enumerate(models):
+        for planner in sorted({r["planner"] for r in summary if r["model"] == model}):
+            rows = sorted(
+                (r for r in summary if r["model"] == model and r["planner"] == planner), key=lambda r: r["horizon"]
+            )
+            h = np.array([r["horizon"] for r in rows])
+            for row, (key, std_key, label) in enumerate(
+                (("esnr_mean", "esnr_std", "ESNR"), ("grad_norm_mean", "grad_norm_std", "gradient norm"))
+            ):
+                y = np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=float)
+                s = np.array([np.nan if r[std_key] is None else r[std_key] for r in rows], dtype=float)
+                ax = axes[row, col]
+                ax.plot(h, y, marker="o", label=planner)
+                ax.fill_between(h, y - s, y + s, alpha=0.2)
+                ax.set_xlabel("planning horizon H")
+                ax.set_ylabel(label)
+                ax.set_title(f"{label}: {model.replace('_', ' ')}")
+                ax.legend(fontsize=8)
+                ax.grid(alpha=0.3)
+    for ax in axes.flat:  # log scale where there is something positive to show (ESNR can be undefined)
+        data = np.concatenate([line.get_ydata() for line in ax.get_lines()] or [np.array([])])
+        if np.any(np.isfinite(data) & (data > 0)):
+            ax.set_yscale("log")
+    fig.tight_layout()
+    return _save(fig, out, "gradients")

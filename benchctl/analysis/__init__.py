@@ -1,0 +1,1 @@
+"""Diagnostics beyond returns: planner-gradient quality and planning cost."""

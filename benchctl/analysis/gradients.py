@@ -1,0 +1,212 @@
+"""Planner-gradient quality (Dream-MPC App. D.2, Eq. 17; spec/planners.md section 8).
+
+ESNR(g) = E_states[ sum_i E[g_i]^2 / sum_i Var[g_i] ], i over the H x A action coordinates, with
+g = d/da sum_{h<H} r_h the gradient of the undiscounted H-step return. Inner mean and variance:
+over K gradient samples at one state, whose randomness is the planner's initialization (Grad-MPC:
+N(0, 1) candidates; Dream-MPC: policy-sampled proposals). Outer mean: over states. A state whose
+total variance is zero has an undefined SNR and is counted, not averaged.
+
+All states and samples of one (model, planner, horizon) run as one batch: each row's return
+depends only on its own actions, so one backward pass yields every sample's gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from benchctl.agents.pendulum import PendulumModel, dynamics
+
+
+def snr(grads: torch.Tensor) -> float | None:
+    """grads (K, D) samples at one state -> sum_i mean_i^2 / sum_i var_i (unbiased), None if var is 0."""
+    var = grads.var(0, unbiased=True).sum()
+    if float(var) == 0.0:
+        return None
+    return float(grads.mean(0).pow(2).sum() / var)
+
+
+@dataclass
+class GradientStats:
+    """Per (model, planner, horizon, seed): ESNR over states with a defined SNR, gradient size."""
+
+    esnr: float | None
+    undefined_states: int
+    grad_norm_mean: float  # mean over states and samples of ||g||_2
+    grad_norm_std: float
+    grad_variance: float  # mean over states of sum_i Var[g_i]
+
+
+def stats_from(grads: torch.Tensor) -> GradientStats:
+    """grads (S, K, D) -> statistics over S states of K samples each."""
+    values = [snr(g) for g in grads]
+    defined = [v for v in values if v is not None]
+    norms = grads.norm(dim=-1)
+    return GradientStats(
+        esnr=float(sum(defined) / len(defined)) if defined else None,
+        undefined_states=len(values) - len(defined),
+        grad_norm_mean=float(norms.mean()),
+        grad_norm_std=float(norms.std()),
+        grad_variance=float(grads.var(1, unbiased=True).sum(-1).mean()),
+    )
+
+
+def learned_gradients(model, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """d/da of the predicted return sum_h R(z_h, a_h) (no discount, no value): actions (H, N, A) -> same."""
+    actions = actions.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        z, total = z0, 0.0
+        for a in actions:
+            z, r = model.step(z, a)
+            total = total + r.sum()
+        (grad,) = torch.autograd.grad(total, actions)
+    return grad
+
+
+def true_gradients(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """d/da of Pendulum-v1's true return from states (N, 2) under actions (H, N, 1) in [-1, 1] units."""
+    actions = actions.detach().clone().double().requires_grad_(True)
+    with torch.enable_grad():
+        s, total = states.double(), 0.0
+        for a in actions:
+            s, r = dynamics(s, PendulumModel.max_torque_of(a))
+            total = total + r.sum()
+        (grad,) = torch.autograd.grad(total, actions)
+    return grad.float()
+
+
+def policy_proposals_true(agent, states: torch.Tensor, horizon: int, generator: torch.Generator) -> torch.Tensor:
+    """Sampled policy actions of a learned agent rolled through the TRUE pendulum: states (N, 2) -> (H, N, 1)."""
+    out = []
+    s = states.double()
+    with torch.no_grad():
+        for _ in range(horizon):
+            obs = torch.stack([torch.cos(s[:, 0]), torch.sin(s[:, 0]), s[:, 1]], dim=1).float()
+            a = agent.policy(agent.encode(obs), generator=generator)[0]
+            out.append(a)
+            s, _ = dynamics(s, PendulumModel.max_torque_of(a))
+    return torch.stack(out)
+
+
+@dataclass
+class StudyConfig:
+    horizons: tuple[int, ...] = (1, 2, 3, 5, 10, 15, 20, 30)  # Dream-MPC Fig. 13/14
+    samples: int = 32  # K gradient samples per state (>= 32, our protocol)
+    states: int = 100  # states per seed, drawn from the visited states of `episodes` episodes
+    episodes: int = 10
+    seeds: tuple[int, ...] = (1, 2, 3)
+    planners: tuple[str, ...] = ("grad_mpc", "dream_mpc")
+
+    def protocol(self, agent: str | None) -> dict:
+        return {
+            "objective": "undiscounted H-step return sum_{h<H} r_h, gradient w.r.t. the H x A actions",
+            "esnr": "mean over states of sum_i mean_i^2 / sum_i var_i (Eq. 17); var unbiased over samples",
+            "samples_per_state": self.samples,
+            "states_per_seed": f"{self.states}, uniform over the states of {self.episodes} Pendulum-v1 episodes "
+            + ("of the agent's policy (mean action)" if agent else "of uniform random actions"),
+            "seeds": list(self.seeds),
+            "resampled": "grad_mpc: the N(0, 1) initial candidates; dream_mpc: the policy-sampled proposals "
+            "(rolled through the model being differentiated); states are fixed per seed",
+            "ground_truth": "gymnasium Pendulum-v1 in torch (float64); torques beyond +-2 and speeds at +-8 are "
+            "clipped, which zeroes those gradients",
+            "learned_model": agent or "none given",
+        }
+
+
+def visited_states(agent, config: StudyConfig, seed: int) -> torch.Tensor:
+    """(states, 3) observations drawn from Pendulum-v1 episodes (agent's mean action, or random)."""
+    from benchctl.suites import load_suite, make_env
+
+    task = load_suite("pendulum").task("Pendulum-v1")
+    env = make_env(task)
+    generator = torch.Generator().manual_seed(seed)
+    seen = []
+    for episode in range(config.episodes):
+        obs = env.reset(seed=1000 * seed + episode)
+        for _ in range(task.episode_length):
+            seen.append(obs)
+            if agent is None:
+                action = (torch.rand(1, generator=generator) * 2 - 1).numpy()
+            else:
+                with torch.no_grad():
+                    action = agent.policy(agent.encode(torch.from_numpy(obs)[None]), eps=torch.zeros(1, 1))[1][
+                        0
+                    ].numpy()
+            result = env.step(action)
+            obs = result.obs
+            if result.done:
+                break
+    pick = torch.randperm(len(seen), generator=generator)[: config.states]
+    return torch.from_numpy(__import__("numpy").stack(seen))[pick]
+
+
+def run_study(agent, config: StudyConfig, agent_label: str | None = None) -> dict:
+    """Every (model, planner, horizon, seed) of the study; `agent` is a learned Pendulum-v1 world
+    model with a policy, or None (then only Grad-MPC on the ground truth is possible)."""
+    rows = []
+    K = config.samples
+    truth = PendulumModel()
+    for seed in config.seeds:
+        obs = visited_states(agent, config, seed)
+        S = len(obs)
+        obs_k = obs.repeat_interleave(K, dim=0)
+        states_k = truth.encode(obs_k)
+        z_k = None
+        if agent is not None:
+            with torch.no_grad():
+                z_k = agent.encode(obs_k)
+        for horizon in config.horizons:
+            for planner in config.planners:
+                generator = torch.Generator().manual_seed(seed * 1000 + horizon)
+                for model_name in ("ground_truth", "learned"):
+                    if model_name == "learned" and agent is None:
+                        continue
+                    if planner == "dream_mpc" and agent is None:
+                        continue
+                    if planner == "grad_mpc":
+                        actions = torch.randn(horizon, S * K, 1, generator=generator)
+                    elif model_name == "ground_truth":
+                        actions = policy_proposals_true(agent, states_k, horizon, generator)
+                    else:
+                        from benchctl.planners.rollout import policy_rollout
+
+                        with torch.no_grad():
+                            actions = policy_rollout(agent, z_k, horizon, generator)
+                    if model_name == "ground_truth":
+                        grads = true_gradients(states_k, actions)
+                    else:
+                        grads = learned_gradients(agent, z_k, actions)
+                    per_state = grads.permute(1, 0, 2).reshape(S, K, -1)  # (S, K, H * A)
+                    stats = stats_from(per_state)
+                    rows.append(
+                        {"model": model_name, "planner": planner, "horizon": horizon, "seed": seed} | stats.__dict__
+                    )
+    return {"protocol": config.protocol(agent_label), "rows": rows, "summary": summarize(rows)}
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Mean +- std over seeds per (model, planner, horizon); ESNR over the seeds where it is defined."""
+    import numpy as np
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["planner"], r["horizon"]), []).append(r)
+    out = []
+    for (model, planner, horizon), rs in groups.items():
+        esnr = [r["esnr"] for r in rs if r["esnr"] is not None]
+        out.append(
+            {
+                "model": model,
+                "planner": planner,
+                "horizon": horizon,
+                "seeds": len(rs),
+                "esnr_mean": float(np.mean(esnr)) if esnr else None,
+                "esnr_std": float(np.std(esnr)) if esnr else None,
+                "undefined_states": int(sum(r["undefined_states"] for r in rs)),
+                "grad_norm_mean": float(np.mean([r["grad_norm_mean"] for r in rs])),
+                "grad_norm_std": float(np.std([r["grad_norm_mean"] for r in rs])),
+                "grad_variance": float(np.mean([r["grad_variance"] for r in rs])),
+            }
+        )
+    return out
