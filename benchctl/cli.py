@@ -390,6 +390,128 @@ def gradients_command(
     out.print(f"results: {out_dir / 'gradients.json'}, figure: {figure}")
 
 
+@app.command("profile")
+def profile_command(
+    planner: Annotated[list[str] | None, typer.Option("--planner", "-p", help="planner; repeat [default: all]")] = None,
+    checkpoint: Annotated[list[Path] | None, typer.Option(help="agent checkpoint; repeat for several")] = None,
+    size: Annotated[str, typer.Option(help="synthetic agents of these official sizes (without --checkpoint)")] = "5",
+    obs_dim: Annotated[int, typer.Option(min=1, help="synthetic agents' observation size")] = 24,
+    action_dim: Annotated[int, typer.Option(min=1, help="synthetic agents' action size")] = 6,
+    gpu: Annotated[bool, typer.Option(help="profile on CUDA")] = False,
+    compile_mode: Annotated[str, typer.Option("--compile", help="none, compile (torch.compile) or cudagraph")] = "none",
+    calls: Annotated[int, typer.Option(min=3, help="timed planning steps per planner, after warm-up")] = 200,
+    sweep: Annotated[
+        list[str] | None, typer.Option(help="NAME=v1,v2: candidates, horizon, iterations, action_dim, size")
+    ] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="planner option key=value")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="output folder")] = Path("reports/profile"),
+):
+    """Latency (mean, std, p50, p95, p99), peak memory and model evaluations per planning step, and scaling sweeps."""
+    import json
+
+    import numpy as np
+    import torch
+
+    from benchctl import execute
+    from benchctl.agents import load_checkpoint_with_info
+    from benchctl.analysis import latency
+    from benchctl.planners import registry
+    from benchctl.report.plots import latency_bars, sweep_lines
+    from benchctl.train.tdmpc2 import SIZES, new_model
+
+    device = execute.check_device("cuda" if gpu else "cpu")
+    if compile_mode not in ("none", "compile", "cudagraph"):
+        raise BenchctlError(f"--compile {compile_mode}: choose none, compile or cudagraph")
+    if compile_mode == "cudagraph" and device.type != "cuda":
+        raise BenchctlError("--compile cudagraph captures CUDA graphs: add --gpu on a machine with CUDA")
+    names = [latency.known_planner(n) for n in (planner or list(registry()))]
+    specs = {s.name: s for s in execute.resolve_planners(names, set_ or [])}
+    sweeps = [latency.check_sweep(s) for s in (sweep or [])]
+
+    def synthetic(size_value: int, act: int = action_dim):
+        if size_value not in SIZES:
+            raise BenchctlError(f"--size {size_value}: choose from {', '.join(map(str, SIZES))}")
+        model = new_model(obs_dim, act, size_value).requires_grad_(False).eval().to(device)
+        return model, f"synthetic size {size_value} (obs {obs_dim}, action {act})"
+
+    agents = []
+    if checkpoint:
+        for path in checkpoint:
+            model, info = load_checkpoint_with_info(path, device=str(device))
+            agents.append((model, f"{path.name} ({info.family}, size {info.model_size})"))
+    else:
+        agents = [synthetic(int(v)) for v in _csv(size)]
+
+    def compiled(model):
+        if compile_mode != "none":
+            mode = "reduce-overhead" if compile_mode == "cudagraph" else None
+            for attr in ("encode", "step", "next", "value_avg", "value", "policy"):
+                setattr(model, attr, torch.compile(getattr(model, attr), mode=mode, dynamic=False))
+        return model
+
+    def observations(model):
+        rng = np.random.default_rng(0)
+        return rng.standard_normal((32, model.dims.obs_dim)).astype(np.float32)
+
+    rows = []
+    with err.status("timing planners..."):
+        for model, label in agents:
+            model = compiled(model)
+            model.discount = 0.99
+            obs = observations(model)
+            for name in names:
+                profile = latency.profile_planner(model, name, specs[name].config, obs, device, calls)
+                rows.append({"agent": label} | profile.row())
+        sweep_rows: dict[str, list[dict]] = {}
+        base_model = agents[0][0]
+        for dimension, values in sweeps:
+            for value in values:
+                if dimension in latency.MODEL_SWEEPS:
+                    model = synthetic(
+                        value if dimension == "size" else 5, value if dimension == "action_dim" else action_dim
+                    )[0]
+                    model.discount = 0.99
+                    configs = {n: specs[n].config for n in names}
+                else:
+                    model = base_model
+                    configs = {n: latency.sweep_config(n, dimension, value, {}) for n in names}
+                for name, config in configs.items():
+                    if config is None:
+                        continue
+                    p = latency.profile_planner(model, name, config, observations(model), device, max(3, calls // 4))
+                    sweep_rows.setdefault(dimension, []).append({"value": value} | p.row())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = {
+        "machine": latency.machine(device),
+        "device": str(device),
+        "compile": compile_mode,
+        "calls": calls,
+        "rows": rows,
+        "sweeps": sweep_rows,
+    }
+    (out_dir / "profile.json").write_text(json.dumps(result, indent=1))
+    figures = [latency_bars(rows, out_dir)] + ([sweep_lines(sweep_rows, out_dir)] if sweep_rows else [])
+    table = Table(title=f"planning latency per step: {result['machine']} ({calls} steps after warm-up)")
+    for col in ("agent", "planner", "mean ± std ms", "p50", "p95", "p99", "memory MB", "WM evals/step"):
+        table.add_column(col, justify="left" if col in ("agent", "planner") else "right", no_wrap=True)
+    for r in rows:
+        table.add_row(
+            r["agent"],
+            r["planner"],
+            f"{r['mean_ms']:.2f} ± {r['std_ms']:.2f}",
+            f"{r['p50_ms']:.2f}",
+            f"{r['p95_ms']:.2f}",
+            f"{r['p99_ms']:.2f}",
+            f"{r['peak_memory_mb']:.1f}",
+            f"{r['model_evals_per_step']:,.0f}",
+        )
+    out.print(table)
+    out.print(
+        f"memory: {rows[0]['memory_kind'] if rows else '-'}; results: {out_dir / 'profile.json'}; "
+        f"figures: {', '.join(str(f) for f in figures)}"
+    )
+
+
 ls_app = typer.Typer(help="List suites, planners or tasks.", no_args_is_help=True)
 app.add_typer(ls_app, name="ls")
 

@@ -141,3 +141,43 @@ def gradient_curves(summary: list[dict], out: Path) -> Path:
             ax.set_yscale("log")
     fig.tight_layout()
     return _save(fig, out, "gradients")
+
+
+def latency_bars(rows: list[dict], out: Path) -> Path:
+    """Median ms per planning step (p95 as the whisker) per planner and agent, log scale."""
+    agents = list(dict.fromkeys(r["agent"] for r in rows))
+    planners = list(dict.fromkeys(r["planner"] for r in rows))
+    width = 0.8 / len(agents)
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(planners)), 4))
+    for i, agent in enumerate(agents):
+        xs, ys, errs = [], [], []
+        for j, planner in enumerate(planners):
+            match = [r for r in rows if r["agent"] == agent and r["planner"] == planner]
+            if match:
+                xs.append(j + (i - (len(agents) - 1) / 2) * width)
+                ys.append(match[0]["p50_ms"])
+                errs.append(match[0]["p95_ms"] - match[0]["p50_ms"])
+        ax.bar(xs, ys, width=width * 0.9, yerr=[np.zeros(len(errs)), errs], capsize=2, label=agent)
+    ax.set_xticks(range(len(planners)), planners, rotation=20)
+    ax.set_yscale("log")
+    ax.set_ylabel("ms per planning step (median, p95 whisker)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    return _save(fig, out, "latency")
+
+
+def sweep_lines(sweeps: dict[str, list[dict]], out: Path) -> Path:
+    """Median latency against each swept quantity, one line per planner."""
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(4.5 * len(sweeps), 3.6), squeeze=False)
+    for ax, (dimension, rows) in zip(axes[0], sweeps.items(), strict=True):
+        for planner in dict.fromkeys(r["planner"] for r in rows):
+            pts = sorted((r["value"], r["p50_ms"]) for r in rows if r["planner"] == planner)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=planner)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(dimension.replace("_", " "))
+        ax.set_ylabel("median ms per planning step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out, "scaling")
