@@ -67,7 +67,7 @@ def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> 
     timer = StepTimer(device)
     obs = env.reset(seed)
     planner.reset()
-    latencies, evals, rewards, predicted = [], [], [], []
+    latencies, evals, rewards, predicted, predicted_rewards = [], [], [], [], []
     total, success, start = 0.0, None, time.perf_counter()
     for _ in range(env.episode_length):
         evals_before = model.model_evals
@@ -77,6 +77,7 @@ def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> 
         latencies.append((timer.now() - t0) * 1e3)
         evals.append(model.model_evals - evals_before)
         predicted.append(plan.predicted_return)
+        predicted_rewards.append(plan.predicted_rewards)
         result = env.step(action)
         rewards.append(result.reward)
         total += result.reward
@@ -96,4 +97,6 @@ def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> 
     }
     if any(p is not None for p in predicted):
         record["predicted_returns"] = [None if p is None else round(p, 6) for p in predicted]
+    if any(p is not None for p in predicted_rewards):  # model exploitation: compare with realized rewards
+        record["predicted_rewards"] = [None if p is None else round(p, 6) for p in predicted_rewards]
     return record

@@ -152,3 +152,31 @@ def test_html_report_renders_every_figure_in_headless_chromium(tmp_path):
     assert len(images) == 5  # aggregates, profiles, per task, frontier, probability of improvement
     for alt, complete, width, height in images:
         assert complete and width > 100 and height > 100, alt
+
+
+def test_model_exploitation_is_realized_minus_predicted_h_step_return(tmp_path):
+    from benchctl.report.exploitation import episode_differences
+
+    diffs = episode_differences([1.0, 2.0, 3.0, 4.0], [0.5, 1.0, None, 9.0], horizon=2, discount=0.5)
+    np.testing.assert_allclose(diffs, [2.0 - 0.5, 3.5 - 1.0, np.nan])  # A_t = r_t + 0.5 r_{t+1}
+    root = tmp_path / "results"
+    known_tree(root)
+    for seed in (1, 2, 3):
+        write_cell(
+            root,
+            "tdmpc2",
+            "dmc",
+            "acrobot-swingup",
+            "dream_mpc",
+            seed,
+            [3.0],
+            config={"horizon": 2},
+            step_rewards=[1.0, 1.0, 1.0],
+            predicted_rewards=[1.0, 2.0, 0.0],
+        )
+    report = build_report([root], tmp_path / "report", reps=100, formats=["csv", "md"])
+    table = __import__("pandas").read_csv(tmp_path / "report" / "exploitation.csv")
+    gamma = 0.99  # the synthetic header's discount
+    np.testing.assert_allclose(table["mean"], [1 + gamma - 1.0, 1 + gamma - 2.0])
+    assert "Model exploitation" in (tmp_path / "report" / "report.md").read_text()
+    assert any("exploitation" in str(f) for f in report.files)

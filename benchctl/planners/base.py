@@ -26,11 +26,14 @@ class Plan:
     """A planner's decision for one environment step.
 
     action: (A,) in [-1, 1]; predicted_return: the model's return estimate of the executed plan
-    (None when the planner makes none); info: planner-specific scalars.
+    (None when the planner makes none); predicted_rewards: its discounted H-step sum of predicted
+    rewards alone, sum_h gamma^h R(z_h, a_h), for the model-exploitation metric (spec/planners.md
+    section 10); info: planner-specific scalars.
     """
 
     action: torch.Tensor
     predicted_return: float | None = None
+    predicted_rewards: float | None = None
     info: dict[str, float] = field(default_factory=dict)
 
 

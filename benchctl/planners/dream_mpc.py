@@ -70,6 +70,7 @@ class DreamMPCPlanner(Planner):
         self._previous: torch.Tensor | None = None  # (H, N, A) last step's optimized candidates, clamped
         self.last_initial: torch.Tensor | None = None  # (H, N, A) candidates before optimization
         self.last_candidates: torch.Tensor | None = None  # (H, N, A) after optimization
+        self.last_reward_sums: torch.Tensor | None = None  # (N,) discounted reward sums of the last objective
 
     def reset(self) -> None:
         self._previous = None
@@ -90,6 +91,7 @@ class DreamMPCPlanner(Planner):
             ret = ret + weight * reward.squeeze(1)
             weight *= model.discount
             latents.append(z)
+        self.last_reward_sums = ret.detach()  # (N,), kept for the exploitation metric
         final_action = terminal_action(model, z, generator, shared_noise=True)
         ret = ret + weight * model.value_avg(z, final_action, generator).squeeze(1)
         if not lam:
@@ -122,10 +124,14 @@ class DreamMPCPlanner(Planner):
                 value = self.objective(z_all, actions, generator)
                 (grad,) = torch.autograd.grad(value.sum(), actions)
             ranking = value.detach()  # J before the update decides the winner
+            reward_sums = self.last_reward_sums
             actions = actions.detach() + cfg.lr * clip_global_norm(grad, cfg.grad_clip_norm)
         best = int(torch.argmax(ranking))
         self.last_candidates = actions
         self._previous = actions.clamp(-1, 1)
         return Plan(
-            action=self._previous[0, best], predicted_return=float(ranking[best]), info={"best_candidate": best}
+            action=self._previous[0, best],
+            predicted_return=float(ranking[best]),
+            predicted_rewards=float(reward_sums[best]),
+            info={"best_candidate": best},
         )

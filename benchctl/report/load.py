@@ -71,6 +71,8 @@ def load_results(roots: list[Path]) -> Results:
                 "planner_config": header.get("planner_config", {}),
                 "normalization": header.get("normalization", {}),
                 "episodes": len(episodes),
+                "discount": float(header.get("discount", 0.99)),
+                "horizon": header.get("planner_config", {}).get("horizon"),
             }
             if not episodes:
                 warnings.append(f"{path}: header only, no finished episode")
@@ -98,6 +100,9 @@ def load_results(roots: list[Path]) -> Results:
                         "length": e.get("length"),
                         "rewards": e.get("rewards"),
                         "predicted_returns": e.get("predicted_returns"),
+                        "predicted_rewards": e.get("predicted_rewards"),
+                        "discount": cell["discount"],
+                        "horizon": cell["horizon"],
                     }
                 )
     if not cell_rows:

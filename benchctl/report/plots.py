@@ -181,3 +181,26 @@ def sweep_lines(sweeps: dict[str, list[dict]], out: Path) -> Path:
         ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, out, "scaling")
+
+
+def exploitation(table: pd.DataFrame, out: Path) -> Path:
+    """Realized minus predicted H-step return over the episode, mean ± std over episodes and seeds
+    (Dream-MPC Fig. 15a), one panel per task."""
+    tasks = sorted(table["task_id"].unique())
+    ncols = min(3, len(tasks))
+    nrows = -(-len(tasks) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.5 * ncols, 3.2 * nrows), squeeze=False)
+    for ax, task in zip(axes.flat, tasks, strict=False):
+        rows = table[table["task_id"] == task]
+        for method, group in rows.groupby("method"):
+            ax.plot(group["step"], group["mean"], label=method, linewidth=1)
+            ax.fill_between(group["step"], group["mean"] - group["std"], group["mean"] + group["std"], alpha=0.2)
+        ax.axhline(0, color="black", linewidth=0.5)
+        ax.set_title(task, fontsize=9)
+        ax.set_xlabel("environment step")
+        ax.set_ylabel("actual - predicted return")
+        ax.legend(fontsize=7)
+    for ax in axes.flat[len(tasks) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, out, "exploitation")

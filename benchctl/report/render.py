@@ -17,6 +17,7 @@ import benchctl
 from benchctl.errors import BenchctlError
 from benchctl.report import aggregate as agg
 from benchctl.report import plots, tables
+from benchctl.report.exploitation import exploitation_table
 from benchctl.report.load import Results, load_results
 
 FORMATS = ("md", "html", "tex", "csv")
@@ -118,6 +119,11 @@ def build_report(
         "Normalized score per task (dots: seeds)": plots.per_task_bars(seeds, figures_dir),
         "Compute frontier: IQM against ms per planning step": plots.compute_frontier(points, cis, latency, figures_dir),
     }
+    exploitation = exploitation_table(results.episodes)
+    if len(exploitation):
+        figures["Model exploitation: actual minus predicted H-step return"] = plots.exploitation(
+            exploitation, figures_dir
+        )
     if improvement:
         figures["Probability of improvement"] = plots.improvement(
             {k: v[0] for k, v in improvement.items()}, {k: v[1] for k, v in improvement.items()}, figures_dir
@@ -131,6 +137,9 @@ def build_report(
     files = [p for fig in figures.values() for p in (fig, fig.with_suffix(".pdf"))]
     if "csv" in formats:
         files += _write_csv(out, seeds, per_task, latency, points, cis, improvement)
+        if len(exploitation):
+            exploitation.to_csv(out / "exploitation.csv", index=False)
+            files.append(out / "exploitation.csv")
     if "tex" in formats:
         for name, body in (
             ("per_task", tables.render_per_task(per_task, "tex")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,11 @@ def write_cell(
     config: dict | None = None,
     normalization: dict | None = None,
     successes: list[bool] | None = None,
+    step_rewards: list[float] | None = None,
+    predicted_rewards: list[float] | None = None,
 ) -> Path:
-    """One cell file whose episodes have exactly `returns`."""
+    """One cell file whose episodes have exactly `returns` (and, if given, these per-step rewards and
+    predicted H-step reward sums, identical for every episode)."""
     config = config or {}
     path = cell_path(out, run, suite, task, planner, config, seed)
     header = {
@@ -36,13 +40,14 @@ def write_cell(
         "planner": planner,
         "planner_config": config,
         "checkpoint": f"{task}-{seed}.pt",
-        "checkpoint_sha256": f"{abs(hash((run, task, seed))):064x}"[:64],
+        "checkpoint_sha256": hashlib.sha256(f"{run}/{task}/{seed}".encode()).hexdigest(),
         "family": "tdmpc2",
         "model_size": "5",
         "device": "cpu",
         "device_name": "synthetic",
         "normalization": normalization or DMC_NORMALIZATION,
         "versions": {"benchctl": "synthetic"},
+        "discount": 0.99,
     }
     cell = open_cell(path, header)
     for i, value in enumerate(returns):
@@ -56,6 +61,8 @@ def write_cell(
                 "latency_ms": {"mean": latency_ms, "p50": latency_ms, "p95": latency_ms, "max": latency_ms},
                 "model_evals_per_step": model_evals,
             }
+            | ({} if step_rewards is None else {"rewards": step_rewards})
+            | ({} if predicted_rewards is None else {"predicted_rewards": predicted_rewards})
         )
     return path
 
