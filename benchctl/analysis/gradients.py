@@ -20,11 +20,16 @@ from benchctl.agents.pendulum import PendulumModel, dynamics
 
 
 def snr(grads: torch.Tensor) -> float | None:
-    """grads (K, D) samples at one state -> sum_i mean_i^2 / sum_i var_i (unbiased), None if var is 0."""
-    var = grads.var(0, unbiased=True).sum()
-    if float(var) == 0.0:
+    """grads (K, D) samples at one state -> sum_i mean_i^2 / sum_i var_i (unbiased), or None when the
+    variance is zero or at the rounding level of the gradients' dtype (relative spread below 16 eps:
+    an almost deterministic policy then gives only floating-point noise, not a signal-to-noise ratio)."""
+    eps = torch.finfo(grads.dtype).eps
+    g = grads.double()
+    var = g.var(0, unbiased=True).sum()
+    signal = g.mean(0).pow(2).sum()
+    if float(var) <= float((16 * eps) ** 2 * signal) or float(var) == 0.0:
         return None
-    return float(grads.mean(0).pow(2).sum() / var)
+    return float(signal / var)
 
 
 @dataclass
@@ -101,7 +106,8 @@ class StudyConfig:
     def protocol(self, agent: str | None) -> dict:
         return {
             "objective": "undiscounted H-step return sum_{h<H} r_h, gradient w.r.t. the H x A actions",
-            "esnr": "mean over states of sum_i mean_i^2 / sum_i var_i (Eq. 17); var unbiased over samples",
+            "esnr": "mean over states of sum_i mean_i^2 / sum_i var_i (Eq. 17); var unbiased over samples; "
+            "states whose variance is zero or at float rounding level (relative spread < 16 eps) are undefined",
             "samples_per_state": self.samples,
             "states_per_seed": f"{self.states}, uniform over the states of {self.episodes} Pendulum-v1 episodes "
             + ("of the agent's policy (mean action)" if agent else "of uniform random actions"),
