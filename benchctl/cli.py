@@ -40,20 +40,24 @@ def _seeds(text: str | None) -> list[int]:
         raise BenchctlError(f"--seeds {text}: give integers separated by commas, e.g. --seeds 1,2,3") from None
 
 
+def _progress(unit: str) -> Progress:
+    """A progress bar on stderr: description, bar, done/total `unit`, elapsed and remaining time."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+    )
+
+
 class RichReporter:
     """Progress bar over episodes; warnings printed above it."""
 
     def __init__(self):
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("episodes"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=err,
-            transient=False,
-        )
+        self.progress = _progress("episodes")
         self.bar = None
 
     def start(self, total: int, done: int) -> None:
@@ -153,7 +157,7 @@ def eval_command(
         err.print(f"skipped {name}: {why}")
     if not agents:
         raise BenchctlError(f"no checkpoint found for any task of suite {suite!r}; see the skipped list above")
-    request = execute.EvalRequest(suite_obj, agents, specs, episodes, device, out_dir, run, skipped)
+    request = execute.EvalRequest(suite_obj, agents, specs, episodes, device, out_dir, run)
     reporter = RichReporter()
     try:
         results = execute.run(request, reporter)
@@ -195,15 +199,7 @@ class TrainProgress:
     """Live training view: a step bar, the latest episode and losses, evaluations as they come."""
 
     def __init__(self):
-        self.view = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("steps"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=err,
-        )
+        self.view = _progress("steps")
         self.bar = None
 
     def start(self, total: int, done: int) -> None:
@@ -424,7 +420,7 @@ def profile_command(
         raise BenchctlError(f"--compile {compile_mode}: choose none, compile or cudagraph")
     if compile_mode == "cudagraph" and device.type != "cuda":
         raise BenchctlError("--compile cudagraph captures CUDA graphs: add --gpu on a machine with CUDA")
-    names = [latency.known_planner(n) for n in (planner or list(registry()))]
+    names = planner or list(registry())
     specs = {s.name: s for s in execute.resolve_planners(names, set_ or [])}
     sweeps = [latency.check_sweep(s) for s in (sweep or [])]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import platform
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -54,7 +54,6 @@ class EvalRequest:
     device: str = "cpu"
     out: Path = Path("results")
     run: str | None = None  # default: the agent family
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (task, why)
 
 
 class Reporter(Protocol):

@@ -17,7 +17,7 @@ import torch
 
 from benchctl.errors import BenchctlError
 from benchctl.evaluate import plan_step
-from benchctl.planners.base import config_dict, make_planner, planner_class, resolve_config
+from benchctl.planners.base import config_dict, make_planner, resolve_config
 
 # Which config field each sweep dimension means for each planner (None: the planner has none).
 SWEEP_FIELDS = {
@@ -154,8 +154,3 @@ def check_sweep(text: str) -> tuple[str, list[int]]:
     if not numbers or min(numbers) < 1:
         raise BenchctlError(f"--sweep {text}: give positive integers")
     return key, numbers
-
-
-def known_planner(name: str) -> str:
-    planner_class(name)
-    return name

@@ -16,17 +16,12 @@ from torch import nn
 from torch.func import functional_call
 
 from benchctl.agents.base import ModelDims
+from benchctl.agents.checkpoint import MODEL_SIZES
 from benchctl.agents.layers import EnsembleLinear, symlog
 from benchctl.agents.tdmpc2 import TDMPC2Model
 
-# Official MODEL_SIZE presets: size (millions of parameters) -> trunk dims and value heads.
-SIZES = {
-    1: {"enc_dim": 256, "mlp_dim": 384, "latent_dim": 128, "num_enc_layers": 2, "num_value_heads": 2},
-    5: {"enc_dim": 256, "mlp_dim": 512, "latent_dim": 512, "num_enc_layers": 2, "num_value_heads": 5},
-    19: {"enc_dim": 1024, "mlp_dim": 1024, "latent_dim": 768, "num_enc_layers": 3, "num_value_heads": 5},
-    48: {"enc_dim": 1792, "mlp_dim": 1792, "latent_dim": 768, "num_enc_layers": 4, "num_value_heads": 5},
-    317: {"enc_dim": 4096, "mlp_dim": 4096, "latent_dim": 1376, "num_enc_layers": 5, "num_value_heads": 5},
-}
+# Official MODEL_SIZE presets plus their value-head counts (size 1 uses 2 Q heads, the others 5).
+SIZES = {size: preset | {"num_value_heads": 2 if size == 1 else 5} for size, preset in MODEL_SIZES.items()}
 
 
 @dataclass
