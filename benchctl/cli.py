@@ -249,12 +249,14 @@ def _find_task(name: str, suite: str | None):
 def train_command(
     task: Annotated[str, typer.Option(help="task name, e.g. cartpole-swingup")],
     suite: Annotated[str | None, typer.Option(help="suite of the task [default: the first that has it]")] = None,
-    family: Annotated[str, typer.Option(help="agent family (tdmpc2)")] = "tdmpc2",
+    family: Annotated[str, typer.Option(help="agent family: tdmpc2 or bmpc")] = "tdmpc2",
     size: Annotated[int, typer.Option(help="official model size: 1, 5, 19, 48 or 317 (millions of parameters)")] = 5,
     dims: Annotated[str | None, typer.Option(help="enc,mlp,latent instead of --size, e.g. 128,128,64")] = None,
     steps: Annotated[int, typer.Option(min=1, help="environment steps (after action repeat)")] = 100_000,
     seed: Annotated[int, typer.Option(help="training seed")] = 1,
-    planner: Annotated[str, typer.Option(help="planner that acts during training")] = "dream_mpc",
+    planner: Annotated[
+        str | None, typer.Option(help="planner that acts during training [default: dream_mpc; bmpc: mppi]")
+    ] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="acting planner option key=value")] = None,
     out_path: Annotated[
         Path | None,
@@ -267,12 +269,13 @@ def train_command(
         int | None, typer.Option(help="random-action steps [default: max(1000, 5 x episode length)]")
     ] = None,
 ):
-    """Train a TD-MPC2 agent and write an official-format checkpoint; rerunning resumes from the last save."""
+    """Train a TD-MPC2 or BMPC agent and write an official-format checkpoint; rerunning resumes from the last save."""
     from benchctl.planners.base import parse_set, planner_class
-    from benchctl.train.trainer import Trainer, TrainRequest
+    from benchctl.train.trainer import FAMILIES, Trainer, TrainRequest
 
-    if family != "tdmpc2":
-        raise BenchctlError(f"--family {family}: benchctl trains tdmpc2 agents so far (BMPC training is not built yet)")
+    if family not in FAMILIES:
+        raise BenchctlError(f"--family {family}: choose one of {', '.join(FAMILIES)}")
+    planner = planner or ("mppi" if family == "bmpc" else "dream_mpc")
     task_obj = _find_task(task, suite)
     planner_class(planner)
     dim_tuple = None
@@ -288,6 +291,7 @@ def train_command(
     out_file = out_path or Path("checkpoints") / family / task_obj.suite / f"{task_obj.name}-{seed}.pt"
     request = TrainRequest(
         task=task_obj,
+        family=family,
         out=out_file,
         steps=steps,
         seed=seed,

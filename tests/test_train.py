@@ -39,6 +39,21 @@ def random_episodes(task, episodes: int, seed: int = 0) -> ReplayBuffer:
     return buffer
 
 
+def assert_official_layout(ours: dict, official: dict) -> None:
+    """Same keys in the same order, same types, tensor shapes and dtypes; scalar tensors (log-std
+    bounds) and non-tensor entries equal."""
+    assert list(ours) == list(official)
+    for key, value in official.items():
+        mine = ours[key]
+        assert type(mine) is type(value), key
+        if isinstance(value, torch.Tensor):
+            assert (mine.shape, mine.dtype) == (value.shape, value.dtype), key
+            if value.dim() == 0:
+                assert mine == value, key
+        else:
+            assert mine == value, key
+
+
 def test_updates_lower_the_model_losses_and_write_the_official_layout(reference, tmp_path):
     task = load_suite("smoke").task("cartpole-swingup")
     buffer = random_episodes(task, 4)
@@ -52,14 +67,7 @@ def test_updates_lower_the_model_losses_and_write_the_official_layout(reference,
     # the checkpoint layout equals the official one, key for key (size-1 agent on cartpole)
     official = torch.load(reference / f"{TDMPC2_MS1}.pt", weights_only=True)["model"]
     ours = TDMPC2Learner(new_model(5, 1, size=1), task.discount).official_state_dict()
-    assert list(ours) == list(official)
-    for key, value in official.items():
-        mine = ours[key]
-        assert type(mine) is type(value), key
-        if isinstance(value, torch.Tensor):
-            assert (mine.shape, mine.dtype) == (value.shape, value.dtype), key
-        else:
-            assert mine == value, key
+    assert_official_layout(ours, official)
     path = tmp_path / "agent.pt"
     torch.save({"model": learner.official_state_dict()}, path)
     loaded, info = load_checkpoint_with_info(path)

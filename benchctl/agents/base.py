@@ -57,9 +57,14 @@ class WorldModel(Protocol):
         ...
 
     def policy(
-        self, z: torch.Tensor, eps: torch.Tensor | None = None, generator: torch.Generator | None = None
+        self,
+        z: torch.Tensor,
+        eps: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        explore: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B, Z) -> (sampled action, mean action, log_std), each (B, A); `eps` (B, A) is the noise."""
+        """(B, Z) -> (sampled action, mean action, log_std), each (B, A); `eps` (B, A) is the noise;
+        `explore` widens the log-std bounds where the family defines exploration bounds."""
         ...
 
 

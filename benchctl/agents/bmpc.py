@@ -29,6 +29,11 @@ class BMPCModel(TDMPC2Model):
         self.register_buffer("expl_log_std_min", torch.tensor(int(expl_log_std_min)))
         self.register_buffer("expl_log_std_dif", torch.tensor(int(expl_log_std_dif)))
 
+    def log_std_bounds(self, explore: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        if explore:  # BMPC's reanalyze samples its policy prior with wider bounds, [-2, 1]
+            return self.expl_log_std_min, self.expl_log_std_dif
+        return self.log_std_min, self.log_std_dif
+
     def _value_in_dim(self) -> int:
         return self.dims.latent_dim
 

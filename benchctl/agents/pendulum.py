@@ -70,5 +70,5 @@ class PendulumModel:
     def value_avg(self, z: torch.Tensor, a: torch.Tensor | None = None, generator=None) -> torch.Tensor:
         return torch.zeros(z.shape[0], 1, dtype=z.dtype)
 
-    def policy(self, z, eps=None, generator=None):
+    def policy(self, z, eps=None, generator=None, explore=False):
         raise NotImplementedError("the ground-truth pendulum has no policy; take proposals from a learned agent")

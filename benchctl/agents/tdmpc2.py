@@ -114,15 +114,26 @@ class TDMPC2Model(nn.Module):
         """Mean of two random heads (B, 1); only those two heads are computed."""
         return self.decode(self.value_logits(z, a, self.random_heads(generator))).mean(0)
 
-    def policy_params(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def log_std_bounds(self, explore: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(min, span) of the policy's log-std; `explore` selects wider bounds where a family has them."""
+        return self.log_std_min, self.log_std_dif
+
+    def policy_params(self, z: torch.Tensor, explore: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, Z) -> (pre-squash mean mu, log_std), each (B, A)."""
         mu, raw = self._pi(z).chunk(2, dim=-1)
-        log_std = self.log_std_min + 0.5 * self.log_std_dif * (torch.tanh(raw) + 1)
+        low, span = self.log_std_bounds(explore)
+        log_std = low + 0.5 * span * (torch.tanh(raw) + 1)
         return mu, log_std
 
-    def policy(self, z: torch.Tensor, eps: torch.Tensor | None = None, generator: torch.Generator | None = None):
+    def policy(
+        self,
+        z: torch.Tensor,
+        eps: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        explore: bool = False,
+    ):
         """(B, Z) -> (action, mean, log_std), each (B, A). TD-MPC2: action = tanh(mu + std * eps)."""
-        mu, log_std = self.policy_params(z)
+        mu, log_std = self.policy_params(z, explore)
         if eps is None:
             eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return self._sample(mu, log_std, eps), torch.tanh(mu), log_std

@@ -28,13 +28,15 @@ class Plan:
     action: (A,) in [-1, 1]; predicted_return: the model's return estimate of the executed plan
     (None when the planner makes none); predicted_rewards: its discounted H-step sum of predicted
     rewards alone, sum_h gamma^h R(z_h, a_h), for the model-exploitation metric (spec/planners.md
-    section 10); info: planner-specific scalars.
+    section 10); info: planner-specific scalars; distribution: (mean (A,), std (A,)) of the action
+    distribution the planner settled on, for planners that keep one (MPPI: BMPC's imitation target).
     """
 
     action: torch.Tensor
     predicted_return: float | None = None
     predicted_rewards: float | None = None
     info: dict[str, float] = field(default_factory=dict)
+    distribution: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 class Planner(ABC):
@@ -44,6 +46,7 @@ class Planner(ABC):
     paper: ClassVar[str]
     Config: ClassVar[type]
     uses_gradients: ClassVar[bool] = False
+    reports_distribution: ClassVar[bool] = False  # fills Plan.distribution (what BMPC imitates)
 
     def __init__(self, model: WorldModel, config: Any):
         self.model = model

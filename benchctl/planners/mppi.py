@@ -8,6 +8,7 @@ probabilities = weights (Gumbel-max). See spec/planners.md section 1.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -45,9 +46,76 @@ def effective_iterations(config: MPPIConfig, action_dim: int) -> int:
 
 
 def gumbel_max(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One index drawn with probabilities `probs` (K,): argmax(log p + Gumbel noise)."""
+    """One index per row drawn with probabilities `probs` (..., K): argmax(log p + Gumbel noise)."""
     gumbel = -torch.empty_like(probs).exponential_(generator=generator).log()
-    return torch.argmax(probs.log() + gumbel)
+    return torch.argmax(probs.log() + gumbel, dim=-1)
+
+
+@dataclass
+class MPPIResult:
+    """Outcome of one MPPI search per start state (b states).
+
+    mean, std: (H, b, A), the final sampling distribution; action: (b, A), the first action of
+    the elite drawn by Gumbel-max; value: (b,), that elite's estimated return; elite_index: (b,)
+    its position among the N candidates of the last iteration.
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    action: torch.Tensor
+    value: torch.Tensor
+    elite_index: torch.Tensor
+
+
+ValueFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def mppi_search(
+    config: MPPIConfig,
+    z: torch.Tensor,
+    prior: torch.Tensor | None,
+    init_mean: torch.Tensor,
+    estimate: ValueFn,
+    generator: torch.Generator,
+) -> MPPIResult:
+    """MPPI from b start latents at once (candidates and states are batch dimensions).
+
+    z: (b, Z); prior: (H, b, P, A) policy-prior sequences kept through every iteration (None when
+    P = 0); init_mean: (H, b, A); estimate(z_flat (b*N, Z), actions (H, b*N, A)) -> values (b*N,).
+    One start state is expanded with stride 0, which lets the model share its first-layer product.
+    """
+    cfg = config
+    H, b, A = init_mean.shape
+    N, P, K = cfg.num_samples, cfg.num_pi_trajs, cfg.num_elites
+    device = z.device
+    actions = torch.empty(H, b, N, A, device=device)
+    if P:
+        actions[:, :, :P] = prior
+    mean = init_mean
+    std = torch.full((H, b, A), cfg.max_std, device=device)  # the std always restarts at max_std
+    z_flat = z.expand(N, -1) if b == 1 else z.repeat_interleave(N, 0)
+    for _ in range(effective_iterations(cfg, A)):
+        noise = torch.randn(H, b, N - P, A, generator=generator, device=device)
+        actions[:, :, P:] = (mean.unsqueeze(2) + std.unsqueeze(2) * noise).clamp(-1, 1)
+        value = estimate(z_flat, actions.view(H, b * N, A)).view(b, N).nan_to_num(0.0)
+        elite_value, elite_idx = torch.topk(value, K, dim=1)  # (b, K)
+        elite_actions = actions.gather(2, elite_idx.view(1, b, K, 1).expand(H, b, K, A))  # (H, b, K, A)
+        score = torch.exp(cfg.temperature * (elite_value - elite_value.max(1, keepdim=True).values))
+        score = score / score.sum(1, keepdim=True)
+        weights = score.view(1, b, K, 1)
+        norm = score.sum(1).view(1, b, 1) + 1e-9
+        mean = (weights * elite_actions).sum(2) / norm
+        std = ((weights * (elite_actions - mean.unsqueeze(2)) ** 2).sum(2) / norm).sqrt()
+        std = std.clamp(cfg.min_std, cfg.max_std)
+    chosen = gumbel_max(score, generator)  # (b,)
+    rows = torch.arange(b, device=device)
+    return MPPIResult(
+        mean=mean,
+        std=std,
+        action=elite_actions[0, rows, chosen],
+        value=elite_value[rows, chosen],
+        elite_index=elite_idx[rows, chosen],
+    )
 
 
 @register
@@ -55,6 +123,7 @@ class MPPIPlanner(Planner):
     name = "mppi"
     paper = "TD-MPC2 (Hansen et al., ICLR 2024), MPPI with policy-prior samples"
     Config = MPPIConfig
+    reports_distribution = True
 
     def __init__(self, model, config: MPPIConfig):
         super().__init__(model, config)
@@ -79,36 +148,21 @@ class MPPIPlanner(Planner):
 
     def plan(self, z: torch.Tensor, generator: torch.Generator) -> Plan:
         cfg, model = self.config, self.model
-        H, N, P, A = cfg.horizon, cfg.num_samples, cfg.num_pi_trajs, model.action_dim
-        device = z.device
-        actions = torch.empty(H, N, A, device=device)
-        if P:  # sampled once, kept through every iteration
-            actions[:, :P] = policy_rollout(model, z.expand(P, -1), H, generator)
-        mean = torch.zeros(H, A, device=device)
-        std = torch.full((H, A), cfg.max_std, device=device)
-        if self._prev_mean is not None:  # warm start; the std always restarts at max_std
-            mean[:-1] = self._prev_mean[1:]
-        z_all = z.expand(N, -1)
-        for _ in range(effective_iterations(cfg, A)):
-            noise = torch.randn(H, N - P, A, generator=generator, device=device)
-            actions[:, P:] = (mean.unsqueeze(1) + std.unsqueeze(1) * noise).clamp(-1, 1)
-            value = self.estimate_value(z_all, actions, generator).nan_to_num(0.0)
-            elite_value, elite_idx = torch.topk(value, cfg.num_elites, dim=0)
-            elite_actions = actions[:, elite_idx]  # (H, K, A)
-            score = torch.exp(cfg.temperature * (elite_value - elite_value.max()))
-            score = score / score.sum()
-            weights = score.view(1, -1, 1)
-            mean = (weights * elite_actions).sum(1) / (score.sum() + 1e-9)
-            std = ((weights * (elite_actions - mean.unsqueeze(1)) ** 2).sum(1) / (score.sum() + 1e-9)).sqrt()
-            std = std.clamp(cfg.min_std, cfg.max_std)
-        chosen = gumbel_max(score, generator)
-        action = elite_actions[0, chosen]
+        H, P, A = cfg.horizon, cfg.num_pi_trajs, model.action_dim
+        prior = policy_rollout(model, z.expand(P, -1), H, generator).unsqueeze(1) if P else None
+        mean = torch.zeros(H, 1, A, device=z.device)
+        if self._prev_mean is not None:  # warm start from the last step's mean, shifted
+            mean[:-1, 0] = self._prev_mean[1:]
+        result = mppi_search(cfg, z, prior, mean, lambda zs, acts: self.estimate_value(zs, acts, generator), generator)
+        action, std0 = result.action[0], result.std[0, 0]
+        distribution = (action.clone(), std0.clone())  # BMPC's imitation target: chosen elite, std[0]
         if cfg.eval_noise:
-            action = action + std[0] * torch.randn(A, generator=generator, device=device)
-        self._prev_mean = mean
+            action = action + std0 * torch.randn(A, generator=generator, device=z.device)
+        self._prev_mean = result.mean[:, 0]
         return Plan(
             action=action.clamp(-1, 1),
-            predicted_return=float(elite_value[chosen]),
-            predicted_rewards=float(self.last_reward_sums[elite_idx[chosen]]),
-            info={"std0": float(std[0].mean())},
+            predicted_return=float(result.value[0]),
+            predicted_rewards=float(self.last_reward_sums[result.elite_index[0]]),
+            info={"std0": float(std0.mean())},
+            distribution=distribution,
         )

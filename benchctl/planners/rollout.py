@@ -10,11 +10,15 @@ import torch
 from benchctl.agents.base import WorldModel
 
 
-def policy_rollout(model: WorldModel, z: torch.Tensor, horizon: int, generator: torch.Generator) -> torch.Tensor:
-    """Sampled policy actions rolled through the dynamics: z (N, Z) -> actions (H, N, A)."""
+def policy_rollout(
+    model: WorldModel, z: torch.Tensor, horizon: int, generator: torch.Generator, explore: bool = False
+) -> torch.Tensor:
+    """Sampled policy actions rolled through the dynamics: z (N, Z) -> actions (H, N, A).
+
+    explore: sample with the family's exploration log-std bounds (BMPC's reanalyze)."""
     actions = []
     for h in range(horizon):
-        a = model.policy(z, generator=generator)[0]
+        a = model.policy(z, generator=generator, explore=explore)[0]
         actions.append(a)
         if h < horizon - 1:
             z = model.next(z, a)

@@ -1,14 +1,29 @@
 """Episode replay buffer with TD-MPC2's sampling: pick an episode uniformly, then a window start
 uniformly among its valid starts (torchrl SliceSampler semantics, spec/training.md section 2).
 
-An episode of L steps keeps obs (L + 1, obs_dim), actions (L, A), rewards (L,). A sampled window
-of horizon H is obs[s .. s + H] and actions/rewards[s .. s + H - 1], time-major.
+An episode of L steps keeps obs (L + 1, obs_dim), actions (L, A), rewards (L,), and optional
+per-step extras (L, D) aligned with the actions (BMPC: the planner's action distribution at obs[t]).
+A sampled window of horizon H is obs[s .. s + H] and actions/rewards/extras[s .. s + H - 1], time-major.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
+
+
+@dataclass
+class Batch:
+    """obs (H + 1, B, obs_dim), actions (H, B, A), rewards (H, B, 1), extras name -> (H, B, D);
+    where: (B, 2) int64 rows of (episode position, window start), valid until the next `add`."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    extras: dict[str, torch.Tensor]
+    where: np.ndarray
 
 
 class ReplayBuffer:
@@ -17,63 +32,75 @@ class ReplayBuffer:
         self.episodes: list[dict[str, np.ndarray]] = []
         self.size = 0
 
-    def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray) -> None:
+    def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, **extras: np.ndarray) -> None:
         """One finished episode; the oldest episodes leave when capacity is exceeded (FIFO)."""
-        self.episodes.append(
-            {
-                "obs": np.asarray(obs, np.float32),
-                "actions": np.asarray(actions, np.float32),
-                "rewards": np.asarray(rewards, np.float32),
-            }
-        )
+        episode = {
+            "obs": np.asarray(obs, np.float32),
+            "actions": np.asarray(actions, np.float32),
+            "rewards": np.asarray(rewards, np.float32),
+        }
+        episode |= {f"extra.{k}": np.array(v, np.float32) for k, v in extras.items()}
+        self.episodes.append(episode)
         self.size += len(obs)
         while self.size > self.capacity and len(self.episodes) > 1:
             self.size -= len(self.episodes.pop(0)["obs"])
 
-    def sample(self, batch: int, horizon: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-        """obs (H + 1, B, obs_dim), actions (H, B, A), rewards (H, B, 1)."""
-        usable = [e for e in self.episodes if len(e["actions"]) >= horizon]
+    def sample_batch(self, batch: int, horizon: int, generator: torch.Generator) -> Batch:
+        usable = [i for i, e in enumerate(self.episodes) if len(e["actions"]) >= horizon]
         pick = torch.randint(len(usable), (batch,), generator=generator).tolist()
         starts = torch.rand(batch, generator=generator).numpy()
-        obs, actions, rewards = [], [], []
-        for i, u in zip(pick, starts, strict=True):
-            e = usable[i]
+        keys = [k for k in self.episodes[usable[0]] if k != "obs"]
+        rows = {k: [] for k in ["obs", *keys]}
+        where = np.empty((batch, 2), np.int64)
+        for j, (i, u) in enumerate(zip(pick, starts, strict=True)):
+            e = self.episodes[usable[i]]
             s = int(u * (len(e["actions"]) - horizon + 1))
-            obs.append(e["obs"][s : s + horizon + 1])
-            actions.append(e["actions"][s : s + horizon])
-            rewards.append(e["rewards"][s : s + horizon])
-        return (
-            torch.from_numpy(np.stack(obs, 1)),
-            torch.from_numpy(np.stack(actions, 1)),
-            torch.from_numpy(np.stack(rewards, 1)).unsqueeze(-1),
+            where[j] = usable[i], s
+            rows["obs"].append(e["obs"][s : s + horizon + 1])
+            for k in keys:
+                rows[k].append(e[k][s : s + horizon])
+        stacked = {k: torch.from_numpy(np.stack(v, 1)) for k, v in rows.items()}
+        return Batch(
+            obs=stacked["obs"],
+            actions=stacked["actions"],
+            rewards=stacked["rewards"].unsqueeze(-1),
+            extras={k.removeprefix("extra."): v for k, v in stacked.items() if k.startswith("extra.")},
+            where=where,
         )
+
+    def sample(self, batch: int, horizon: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """obs (H + 1, B, obs_dim), actions (H, B, A), rewards (H, B, 1)."""
+        b = self.sample_batch(batch, horizon, generator)
+        return b.obs, b.actions, b.rewards
+
+    def write(self, name: str, where: np.ndarray, values: torch.Tensor) -> None:
+        """Overwrite extra `name` of sampled windows: where (b, 2) from `Batch.where`, values (H, b, D)."""
+        data = values.detach().cpu().numpy()
+        for j, (episode, start) in enumerate(where):
+            self.episodes[episode][f"extra.{name}"][start : start + data.shape[0]] = data[:, j]
 
     def state(self) -> dict:
         """Everything needed to rebuild the buffer, as tensors (loadable with weights_only=True)."""
         lengths = torch.tensor([len(e["actions"]) for e in self.episodes], dtype=torch.int64)
-
-        def cat(key: str) -> torch.Tensor:
-            if not self.episodes:
-                return torch.empty(0)
-            return torch.from_numpy(np.concatenate([e[key] for e in self.episodes]))
-
-        return {
-            "capacity": self.capacity,
-            "lengths": lengths,
-            "obs": cat("obs"),
-            "actions": cat("actions"),
-            "rewards": cat("rewards"),
-        }
+        keys = list(self.episodes[0]) if self.episodes else ["obs", "actions", "rewards"]
+        state = {"capacity": self.capacity, "lengths": lengths}
+        for key in keys:
+            state[key] = (
+                torch.from_numpy(np.concatenate([e[key] for e in self.episodes])) if self.episodes else torch.empty(0)
+            )
+        return state
 
     @classmethod
     def from_state(cls, state: dict) -> ReplayBuffer:
         buffer = cls(int(state["capacity"]))
+        extras = [k for k in state if k.startswith("extra.")]
         o = a = 0
         for length in state["lengths"].tolist():
             buffer.add(
                 state["obs"][o : o + length + 1].numpy(),
                 state["actions"][a : a + length].numpy(),
                 state["rewards"][a : a + length].numpy(),
+                **{k.removeprefix("extra."): state[k][a : a + length].numpy() for k in extras},
             )
             o, a = o + length + 1, a + length
         return buffer

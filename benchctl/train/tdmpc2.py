@@ -108,6 +108,12 @@ def soft_ce(logits: torch.Tensor, x: torch.Tensor, cfg: TrainConfig) -> torch.Te
     return -(target * F.log_softmax(logits, dim=-1)).sum(-1)
 
 
+def gaussian_entropy(log_std: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """-log N(eps; 0, diag exp(2 log_std)) summed over action dims: (..., A) -> (..., 1), the
+    one-sample entropy estimate both families use (TD-MPC2 scales it by A)."""
+    return (log_std + 0.5 * eps**2 + 0.5 * math.log(2 * math.pi)).sum(-1, keepdim=True)
+
+
 class TDMPC2Learner:
     """Owns the world model being trained, its target value heads, optimizers and value scale."""
 
@@ -136,6 +142,23 @@ class TDMPC2Learner:
         out = ensemble(flat, heads) if params is None else functional_call(ensemble, params, (flat, heads))
         return out.view(out.shape[0], *x.shape[:-1], out.shape[-1])
 
+    def td_target(
+        self, obs: torch.Tensor, reward: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(consistency targets enc(obs[1:]) (H, B, Z), value targets (H, B, 1)), no gradient.
+
+        TD-MPC2: reward + gamma * min of 2 random target Q heads at (z', a' ~ pi(z'))."""
+        m = self.model
+        zn = m.encode(obs[1:])  # (H, B, Z)
+        a_next = m.policy(zn, generator=generator)[0]
+        heads = torch.randperm(m.num_value_heads, generator=generator, device=obs.device)[:2]
+        q_next = m.decode(self._values(self.target_Qs, zn, a_next, heads)).min(0).values
+        return zn, reward + m.discount * q_next
+
+    def value_logits(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Logits (K, H, B, bins) of every online value head on the rolled-out latents."""
+        return self._values(self.model._Qs, z, action)
+
     def update(
         self,
         obs: torch.Tensor,
@@ -143,18 +166,17 @@ class TDMPC2Learner:
         reward: torch.Tensor,
         generator: torch.Generator,
         update_policy: bool = True,
+        expert: torch.Tensor | None = None,
     ) -> dict[str, float]:
+        """One gradient step of the model, then of the policy. expert: (H, B, 2A) planner action
+        distributions, used by families whose policy imitates the planner (BMPC)."""
         cfg, m = self.cfg, self.model
         H = action.shape[0]
         K = m.num_value_heads
         weights = cfg.rho ** torch.arange(H, dtype=torch.float32, device=obs.device)
 
         with torch.no_grad():  # targets, model in eval mode
-            zn = m.encode(obs[1:])  # (H, B, Z)
-            a_next = m.policy(zn, generator=generator)[0]
-            heads = torch.randperm(K, generator=generator, device=obs.device)[:2]
-            q_next = m.decode(self._values(self.target_Qs, zn, a_next, heads)).min(0).values
-            td_target = reward + m.discount * q_next  # (H, B, 1)
+            zn, td_target = self.td_target(obs, reward, generator)
 
         m.train()
         z = m.encode(obs[0])
@@ -166,9 +188,9 @@ class TDMPC2Learner:
             latents.append(z)
         zs = torch.stack(latents)  # (H + 1, B, Z)
         reward_logits = m._reward(torch.cat([zs[:-1], action], dim=-1))  # (H, B, bins)
-        q_logits = self._values(m._Qs, zs[:-1], action)  # (K, H, B, bins)
+        value_logits = self.value_logits(zs[:-1], action)  # (K, H, B, bins)
         reward_loss = (soft_ce(reward_logits, reward, cfg).mean(-1) * weights).sum()
-        value_loss = (soft_ce(q_logits, td_target.unsqueeze(0).expand(K, -1, -1, -1), cfg).mean(-1) * weights).sum()
+        value_loss = (soft_ce(value_logits, td_target.unsqueeze(0).expand(K, -1, -1, -1), cfg).mean(-1) * weights).sum()
         consistency, reward_loss, value_loss = consistency / H, reward_loss / H, value_loss / (H * K)
         total = cfg.consistency_coef * consistency + cfg.reward_coef * reward_loss + cfg.value_coef * value_loss
         self.optim.zero_grad(set_to_none=True)
@@ -186,14 +208,16 @@ class TDMPC2Learner:
             "grad_norm": float(grad_norm),
         }
         if update_policy:
-            info |= self._update_policy(zs.detach(), generator)
+            info |= self._update_policy(zs.detach(), generator, expert)
         with torch.no_grad():
             for target, online in zip(self.target_Qs.parameters(), m._Qs.parameters(), strict=True):
                 target.lerp_(online, cfg.tau)
         m.eval()
         return info
 
-    def _update_policy(self, zs: torch.Tensor, generator: torch.Generator) -> dict[str, float]:
+    def _update_policy(
+        self, zs: torch.Tensor, generator: torch.Generator, expert: torch.Tensor | None = None
+    ) -> dict[str, float]:
         """Maximize scaled Q(z, pi(z)) plus a small entropy bonus on the rolled-out latents (H + 1, B, Z)."""
         cfg, m = self.cfg, self.model
         A = m.action_dim
@@ -203,7 +227,7 @@ class TDMPC2Learner:
         heads = torch.randperm(m.num_value_heads, generator=generator, device=zs.device)[:2]
         q = m.decode(self._values(m._Qs, zs, action, heads, params)).mean(0)  # (H + 1, B, 1)
         scale = self.scale.update(q[0]).to(zs.device)
-        entropy = A * (log_std + 0.5 * eps**2 + 0.5 * math.log(2 * math.pi)).sum(-1, keepdim=True)
+        entropy = A * gaussian_entropy(log_std, eps)
         weights = cfg.rho ** torch.arange(zs.shape[0], dtype=torch.float32, device=zs.device)
         loss = ((-(cfg.entropy_coef * entropy + q / scale)).mean((1, 2)) * weights).mean()
         self.pi_optim.zero_grad(set_to_none=True)
@@ -216,7 +240,9 @@ class TDMPC2Learner:
     def official_state_dict(self) -> dict:
         """The model state dict exactly as the official TD-MPC2 `agent.save` writes it."""
         state = {}
-        for key, value in self.model.state_dict().items():
+        items = self.model.state_dict().items()
+        # scalar buffers (log-std bounds) lead, as in the official files, whatever the registration order
+        for key, value in sorted(items, key=lambda kv: "." in kv[0]):
             state[key] = value.detach().clone()
             if key.startswith("_Qs.params.") and key == self._last_q_key():
                 heads = torch.Size([self.model.num_value_heads])

@@ -24,14 +24,18 @@ from benchctl.errors import BenchctlError
 from benchctl.evaluate import episode_seed, plan_step, run_episode
 from benchctl.planners.base import make_planner, resolve_config
 from benchctl.suites import Task, make_env
+from benchctl.train.bmpc import BMPCLearner, new_bmpc_model
 from benchctl.train.buffer import ReplayBuffer
 from benchctl.train.tdmpc2 import TDMPC2Learner, TrainConfig, new_model
+
+FAMILIES = ("tdmpc2", "bmpc")
 
 
 @dataclass
 class TrainRequest:
     task: Task
     out: Path  # checkpoint path
+    family: str = "tdmpc2"
     steps: int = 100_000
     seed: int = 1
     size: int | None = 5
@@ -48,6 +52,7 @@ class TrainRequest:
     def identity(self) -> dict[str, Any]:
         """What must agree between a run and its resume."""
         return {
+            "family": self.family,
             "task": self.task.name,
             "seed": self.seed,
             "size": self.size,
@@ -89,14 +94,29 @@ class Trainer:
             raise BenchctlError(f"--size {request.size}: choose one of {', '.join(map(str, MODEL_SIZES))}")
         self.env = make_env(task, seed=request.seed)
         self.seed_steps = request.seed_steps or max(1000, 5 * task.episode_length)
-        self.model = new_model(self.env.obs_dim, self.env.action_dim, request.size, request.dims, seed=request.seed)
-        self.learner = TDMPC2Learner(self.model, task.discount, TrainConfig(batch_size=request.batch_size))
+        if request.family not in FAMILIES:
+            raise BenchctlError(f"--family {request.family}: choose one of {', '.join(FAMILIES)}")
+        config = TrainConfig(batch_size=request.batch_size)
+        dims = (self.env.obs_dim, self.env.action_dim, request.size, request.dims)
+        if request.family == "bmpc":
+            self.model = new_bmpc_model(*dims, seed=request.seed)
+            self.learner = BMPCLearner(self.model, task.discount, config)
+        else:
+            self.model = new_model(*dims, seed=request.seed)
+            self.learner = TDMPC2Learner(self.model, task.discount, config)
+        self.imitates = request.family == "bmpc"  # the policy learns from the acting planner's distributions
+        self.policy_updates = 0  # BMPC's lazy-reanalyze counter (updates after pretraining)
         self.buffer = ReplayBuffer(min(request.buffer_size, request.steps + request.steps // task.episode_length + 1))
         self.generator = torch.Generator().manual_seed(request.seed)
         self.step, self.episode = 0, 0
         self.acting = make_planner(
             request.planner, self.model, acting_config(request.planner, request.planner_overrides, True)
         )
+        if self.imitates and not self.acting.reports_distribution:
+            raise BenchctlError(
+                f"--planner {request.planner}: BMPC's policy imitates the acting planner's action distribution, "
+                "which this planner does not report; use --planner mppi"
+            )
         self.resume_path = request.out.with_name(request.out.name + ".resume.pt")
         self.log_path = request.out.with_name(request.out.stem + ".log.jsonl")
         resolve_config(request.planner, request.planner_overrides)  # bad --set fails before any work
@@ -109,6 +129,7 @@ class Trainer:
                 "identity": json.dumps(self.request.identity()),
                 "step": self.step,
                 "episode": self.episode,
+                "policy_updates": self.policy_updates,
                 "model": self.model.state_dict(),
                 "learner": self.learner.resume_state(),
                 "buffer": self.buffer.state(),
@@ -121,7 +142,8 @@ class Trainer:
         if not self.resume_path.exists():
             return False
         state = torch.load(self.resume_path, weights_only=True)
-        if json.loads(state["identity"]) != json.loads(json.dumps(self.request.identity())):
+        saved = {"family": "tdmpc2"} | json.loads(state["identity"])  # files from before BMPC training
+        if saved != json.loads(json.dumps(self.request.identity())):
             raise BenchctlError(
                 f"{self.resume_path} belongs to a different training run "
                 f"({state['identity']}); pass another --out or delete it"
@@ -131,6 +153,7 @@ class Trainer:
         self.buffer = ReplayBuffer.from_state(state["buffer"])
         self.generator.set_state(state["generator"])
         self.step, self.episode = int(state["step"]), int(state["episode"])
+        self.policy_updates = int(state.get("policy_updates", 0))
         return True
 
     def log(self, record: dict) -> None:
@@ -158,12 +181,35 @@ class Trainer:
             out[name] = float(np.mean(returns))
         return out
 
-    def update(self, count: int) -> dict[str, float]:
+    def update(self, count: int, pretraining: bool = False) -> dict[str, float]:
         infos = []
         for _ in range(count):
-            batch = self.buffer.sample(self.request.batch_size, self.learner.cfg.horizon, self.generator)
-            infos.append(self.learner.update(*batch, generator=self.generator))
+            infos.append(self._update_once(pretraining))
         return {k: float(np.mean([i[k] for i in infos])) for k in infos[-1]}
+
+    def _update_once(self, pretraining: bool) -> dict[str, float]:
+        batch = self.buffer.sample_batch(self.request.batch_size, self.learner.cfg.horizon, self.generator)
+        if not self.imitates:
+            return self.learner.update(batch.obs, batch.actions, batch.rewards, generator=self.generator)
+        # BMPC: no policy update (and no reanalyze) during pretraining
+        expert = batch.extras["expert"]
+        if not pretraining:
+            self.policy_updates += 1
+            lazy = self.learner.reanalyze_cfg
+            if self.policy_updates % lazy.interval == 0:
+                b = lazy.sequences
+                fresh = self.learner.reanalyze(batch.obs[:-1, :b], self.generator)  # (H, b, 2A)
+                self.buffer.write("expert", batch.where[:b], fresh)
+                expert = expert.clone()
+                expert[:, :b] = fresh
+        return self.learner.update(
+            batch.obs,
+            batch.actions,
+            batch.rewards,
+            generator=self.generator,
+            update_policy=not pretraining,
+            expert=expert,
+        )
 
     def run(self, reporter: TrainReporter) -> dict[str, float]:
         req = self.request
@@ -185,13 +231,18 @@ class Trainer:
                 next_save += req.save_every
             obs = self.env.reset(episode_seed(req.seed, self.episode))
             self.acting.reset()
-            observations, actions, rewards, infos = [obs], [], [], []
+            observations, actions, rewards, infos, experts = [obs], [], [], [], []
             start = time.perf_counter()
             while True:
+                expert = np.full(2 * self.env.action_dim, np.nan, np.float32)  # no planner target while seeding
                 if self.step < self.seed_steps:
                     action = torch.rand(self.env.action_dim, generator=self.generator).numpy() * 2 - 1
                 else:
-                    action = plan_step(self.acting, obs, self.generator, device).action.detach().numpy()
+                    plan = plan_step(self.acting, obs, self.generator, device)
+                    action = plan.action.detach().numpy()
+                    if self.imitates:
+                        expert = torch.cat(plan.distribution).detach().numpy()
+                experts.append(expert)
                 result = self.env.step(action)
                 obs = result.obs
                 observations.append(obs)
@@ -200,9 +251,10 @@ class Trainer:
                 self.step += 1
                 done = result.done or self.step >= req.steps
                 if result.done:
-                    self.buffer.add(np.stack(observations), np.stack(actions), np.array(rewards))
+                    extras = {"expert": np.stack(experts)} if self.imitates else {}
+                    self.buffer.add(np.stack(observations), np.stack(actions), np.array(rewards), **extras)
                 if self.step == self.seed_steps:
-                    infos.append(self.update(self.seed_steps))  # pretraining burst on the seed data
+                    infos.append(self.update(self.seed_steps, pretraining=True))  # burst on the seed data
                 elif self.step > self.seed_steps:
                     infos.append(self.update(1))
                 if done:
@@ -210,11 +262,12 @@ class Trainer:
             if result.done:
                 self.episode += 1
             if infos:
-                last = {k: float(np.mean([i[k] for i in infos])) for k in infos[-1]}
+                last = {k: float(np.mean([i[k] for i in infos if k in i])) for k in infos[-1]}
             record = {
                 "type": "episode",
                 "step": self.step,
                 "episode": self.episode,
+                "policy_updates": self.policy_updates,
                 "return": float(np.sum(rewards)),
                 "seconds": time.perf_counter() - start,
             } | last
