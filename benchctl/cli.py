@@ -115,7 +115,9 @@ def _summary(results) -> Table:
 def eval_command(
     suite: Annotated[str, typer.Option(help="suite name (suites/<name>.toml)")] = "dmc",
     planner: Annotated[list[str] | None, typer.Option("--planner", "-p", help="planner; repeat for several")] = None,
-    checkpoints: Annotated[Path | None, typer.Option(help="folder of official <task>-<seed>.pt files")] = None,
+    checkpoints: Annotated[
+        Path | None, typer.Option(help="folder of official <task>-<seed>.pt files [default: the shipped agents]")
+    ] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="one checkpoint file (with --task)")] = None,
     task: Annotated[str | None, typer.Option(help="the task of --checkpoint")] = None,
     tasks: Annotated[str | None, typer.Option(help="comma-separated subset of the suite's tasks")] = None,
@@ -145,12 +147,22 @@ def eval_command(
         match = re.search(r"-(\d+)$", checkpoint.stem)
         seed = seed_list[0] if seeds else (int(match.group(1)) if match else 1)
         agents, skipped = [execute.AgentSpec(suite_obj.task(task), seed, checkpoint)], []
-    else:
-        if checkpoints is None:
+    elif checkpoints is None:  # the agents shipped in checkpoints/
+        from benchctl.shipped import add_command, find_shipped
+
+        chosen = [suite_obj.task(t) for t in _csv(tasks)] or list(suite_obj.tasks.values())
+        found, missing = find_shipped(suite_obj, chosen, seed_list)
+        agents = [execute.AgentSpec(t, s, path) for t, s, path in found]
+        skipped = []
+        if missing:
+            err.print(f"no shipped agent for {len(missing)} of {len(chosen)} tasks of suite {suite!r}; to add one:")
+            for t in missing:
+                err.print(f"  {t.name}: {add_command(t)}")
+        if not agents:
             raise BenchctlError(
-                "no agents given: pass --checkpoints DIR (official <task>-<seed>.pt files) "
-                "or --checkpoint FILE --task NAME"
+                f"no shipped agent for any task of suite {suite!r}; train one (see above) or pass --checkpoints DIR"
             )
+    else:
         chosen = [suite_obj.task(t) for t in _csv(tasks)] or list(suite_obj.tasks.values())
         agents, skipped = execute.find_checkpoints(checkpoints, suite_obj, chosen, seed_list)
     for name, why in skipped:
@@ -318,6 +330,64 @@ def train_command(
 
 
 DEFAULT_PENDULUM = Path("checkpoints/tdmpc2/pendulum/Pendulum-v1-1.pt")
+
+
+@app.command("ship")
+def ship_command(
+    checkpoint: Annotated[Path, typer.Argument(help="a checkpoint under checkpoints/ written by benchctl train")],
+    episodes: Annotated[int, typer.Option(min=1, help="evaluation episodes per planner")] = 10,
+    out_dir: Annotated[Path, typer.Option("--out", help="results folder of the measurement")] = Path("results"),
+):
+    """Measure a trained agent's returns (policy, mppi, dream_mpc) and write its entry in checkpoints/manifest.toml."""
+    import json
+
+    import torch
+
+    from benchctl import execute, shipped
+    from benchctl.agents import describe_checkpoint
+    from benchctl.suites import load_suite
+
+    root = shipped.shipped_dir()
+    path = checkpoint.resolve()
+    if not path.is_file() or root not in path.parents:
+        raise BenchctlError(
+            f"{checkpoint}: pass a checkpoint file inside {root} (checkpoints/<family>/<suite>/<task>-<seed>.pt)"
+        )
+    resume = path.with_name(path.name + ".resume.pt")
+    if not resume.is_file():
+        raise BenchctlError(f"{resume} is missing: ship reads the training run (task, steps, planner) from it")
+    state = torch.load(resume, weights_only=True, map_location="cpu")
+    run_id = json.loads(state["identity"])
+    suite_name = path.parent.name
+    task = load_suite(suite_name).task(run_id["task"])
+    info = describe_checkpoint(path)
+    specs = execute.resolve_planners(list(shipped.RETURN_PLANNERS), [])
+    request = execute.EvalRequest(
+        load_suite(suite_name), [execute.AgentSpec(task, run_id["seed"], path)], specs, episodes, "cpu", out_dir, "ship"
+    )
+    reporter = RichReporter()
+    try:
+        results = execute.run(request, reporter)
+    finally:
+        reporter.stop()
+    returns = {r.planner: round(float(np.mean([e["return"] for e in r.episodes])), 1) for r in results}
+    entry = shipped.ShippedAgent(
+        path=str(path.relative_to(root)),
+        task=task.name,
+        suite=suite_name,
+        family=info.family,
+        size=info.model_size,
+        dims={"enc": info.dims.enc_dim, "mlp": info.dims.mlp_dim, "latent": info.dims.latent_dim},
+        training_steps=int(state["step"]),
+        acting_planner=run_id["planner"],
+        seed=int(run_id["seed"]),
+        sha256=info.sha256,
+        returns=returns,
+    )
+    agents = [a for a in shipped.load_manifest(root) if a.path != entry.path] + [entry]
+    manifest = shipped.write_manifest(agents, root)
+    out.print(_summary(results))
+    out.print(f"{entry.path}: " + ", ".join(f"{k} {v}" for k, v in returns.items()) + f" -> {manifest}")
 
 
 @app.command("gradients")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import tomllib
 
 from benchctl.agents import describe_checkpoint
 from benchctl.suites import load_suite, make_env
-from tests.conftest import REPO
+from tests.conftest import REPO, run_cli
 
 CHECKPOINTS = REPO / "checkpoints"
 
@@ -15,7 +16,7 @@ CHECKPOINTS = REPO / "checkpoints"
 def test_manifest_matches_the_files_and_every_agent_fits_its_task():
     manifest = tomllib.loads((CHECKPOINTS / "manifest.toml").read_text())
     listed = {entry["path"] for entry in manifest["agent"]}
-    on_disk = {str(p.relative_to(CHECKPOINTS)) for p in CHECKPOINTS.rglob("*.pt")}
+    on_disk = {str(p.relative_to(CHECKPOINTS)) for p in CHECKPOINTS.rglob("*.pt") if not p.name.endswith(".resume.pt")}
     assert listed == on_disk and listed
     for entry in manifest["agent"]:
         path = CHECKPOINTS / entry["path"]
@@ -25,3 +26,25 @@ def test_manifest_matches_the_files_and_every_agent_fits_its_task():
         env = make_env(load_suite(entry["suite"]).task(entry["task"]))
         assert (info.dims.obs_dim, info.dims.action_dim) == (env.obs_dim, env.action_dim)
         assert set(entry["returns"]) == {"policy", "mppi", "dream_mpc"}
+
+
+def test_eval_without_checkpoints_runs_the_shipped_agents(tmp_path):
+    proc = run_cli("eval", "--suite", "pendulum", "--planner", "policy", "--episodes", "2", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    cells = list(tmp_path.glob("tdmpc2/pendulum/Pendulum-v1/policy@*/seed-1.jsonl"))
+    assert len(cells) == 1
+    header = json.loads(cells[0].read_text().splitlines()[0])
+    assert header["checkpoint"] == str(CHECKPOINTS / "tdmpc2/pendulum/Pendulum-v1-1.pt")
+    assert (
+        header["checkpoint_sha256"]
+        == hashlib.sha256((CHECKPOINTS / "tdmpc2/pendulum/Pendulum-v1-1.pt").read_bytes()).hexdigest()
+    )
+
+
+def test_eval_lists_the_tasks_it_lacks_with_the_command_that_adds_them(tmp_path):
+    proc = run_cli("eval", "--suite", "dmc", "--tasks", "dog-run,humanoid-walk", "--out", str(tmp_path))
+    assert proc.returncode == 2
+    assert "benchctl train --task dog-run --suite dmc" in proc.stderr
+    assert "benchctl train --task humanoid-walk --suite dmc" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "error: no shipped agent for any task of suite 'dmc'" in proc.stderr.strip().splitlines()[-1]
