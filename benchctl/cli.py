@@ -280,6 +280,10 @@ def train_command(
     seed_steps: Annotated[
         int | None, typer.Option(help="random-action steps [default: max(1000, 5 x episode length)]")
     ] = None,
+    reanalyze_interval: Annotated[int, typer.Option(min=1, help="bmpc: lazy reanalyze every k-th update")] = 10,
+    reanalyze_sequences: Annotated[
+        int, typer.Option(min=1, help="bmpc: batch windows replanned per reanalyze (x horizon observations)")
+    ] = 20,
 ):
     """Train a TD-MPC2 or BMPC agent and write an official-format checkpoint; rerunning resumes from the last save."""
     from benchctl.planners.base import parse_set, planner_class
@@ -315,6 +319,8 @@ def train_command(
         eval_every=eval_every,
         eval_episodes=eval_episodes,
         save_every=save_every,
+        reanalyze_interval=reanalyze_interval,
+        reanalyze_sequences=reanalyze_sequences,
     )
     trainer = Trainer(request)
     view = TrainProgress()
@@ -330,6 +336,15 @@ def train_command(
 
 
 DEFAULT_PENDULUM = Path("checkpoints/tdmpc2/pendulum/Pendulum-v1-1.pt")
+
+
+def _training_options(run_id: dict) -> dict:
+    """The settings of a training run that differ from the papers' defaults, for the manifest."""
+    options: dict = {f"planner.{k}": v for k, v in run_id.get("planner_overrides", {}).items()}
+    interval, sequences = run_id.get("reanalyze", (10, 20))
+    if (interval, sequences) != (10, 20):
+        options |= {"reanalyze_interval": interval, "reanalyze_sequences": sequences}
+    return options
 
 
 @app.command("ship")
@@ -383,6 +398,7 @@ def ship_command(
         seed=int(run_id["seed"]),
         sha256=info.sha256,
         returns=returns,
+        training_options=_training_options(run_id),
     )
     agents = [a for a in shipped.load_manifest(root) if a.path != entry.path] + [entry]
     manifest = shipped.write_manifest(agents, root)

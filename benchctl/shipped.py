@@ -37,6 +37,7 @@ class ShippedAgent:
     seed: int
     sha256: str
     returns: dict[str, float] = field(default_factory=dict)
+    training_options: dict[str, str | int] = field(default_factory=dict)  # non-default trainer / planner settings
 
 
 def shipped_dir() -> Path:
@@ -52,7 +53,8 @@ def load_manifest(directory: Path | None = None) -> list[ShippedAgent]:
 
 def _toml_value(value) -> str:
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        keys = {k: k if k.isidentifier() else f'"{k}"' for k in value}
+        return "{ " + ", ".join(f"{keys[k]} = {_toml_value(v)}" for k, v in value.items()) + " }"
     if isinstance(value, str):
         return f'"{value}"'
     if isinstance(value, float):
@@ -65,7 +67,8 @@ def write_manifest(agents: list[ShippedAgent], directory: Path | None = None) ->
     path = (directory or SHIPPED_DIR) / "manifest.toml"
     blocks = [MANIFEST_HEADER]
     for agent in sorted(agents, key=lambda a: (a.family, a.suite, a.task, a.seed)):
-        lines = ["[[agent]]"] + [f"{k} = {_toml_value(v)}" for k, v in agent.__dict__.items()]
+        fields = {k: v for k, v in agent.__dict__.items() if v != {} or k == "returns"}
+        lines = ["[[agent]]"] + [f"{k} = {_toml_value(v)}" for k, v in fields.items()]
         blocks.append("\n".join(lines) + "\n")
     path.write_text("\n".join(blocks))
     return path

@@ -24,7 +24,7 @@ from benchctl.errors import BenchctlError
 from benchctl.evaluate import episode_seed, plan_step, run_episode
 from benchctl.planners.base import make_planner, resolve_config
 from benchctl.suites import Task, make_env
-from benchctl.train.bmpc import BMPCLearner, new_bmpc_model
+from benchctl.train.bmpc import BMPCLearner, ReanalyzeConfig, new_bmpc_model
 from benchctl.train.buffer import ReplayBuffer
 from benchctl.train.tdmpc2 import TDMPC2Learner, TrainConfig, new_model
 
@@ -48,6 +48,8 @@ class TrainRequest:
     save_every: int = 10_000
     buffer_size: int = 1_000_000
     batch_size: int = 256
+    reanalyze_interval: int = 10  # BMPC lazy reanalyze: every k-th update (paper Table 6)
+    reanalyze_sequences: int = 20  # BMPC lazy reanalyze: windows replanned (x H observations)
 
     def identity(self) -> dict[str, Any]:
         """What must agree between a run and its resume."""
@@ -59,7 +61,7 @@ class TrainRequest:
             "dims": self.dims,
             "planner": self.planner,
             "planner_overrides": self.planner_overrides,
-        }
+        } | ({"reanalyze": [self.reanalyze_interval, self.reanalyze_sequences]} if self.family == "bmpc" else {})
 
 
 class TrainReporter(Protocol):
@@ -100,7 +102,8 @@ class Trainer:
         dims = (self.env.obs_dim, self.env.action_dim, request.size, request.dims)
         if request.family == "bmpc":
             self.model = new_bmpc_model(*dims, seed=request.seed)
-            self.learner = BMPCLearner(self.model, task.discount, config)
+            lazy = ReanalyzeConfig(interval=request.reanalyze_interval, sequences=request.reanalyze_sequences)
+            self.learner = BMPCLearner(self.model, task.discount, config, lazy)
         else:
             self.model = new_model(*dims, seed=request.seed)
             self.learner = TDMPC2Learner(self.model, task.discount, config)
