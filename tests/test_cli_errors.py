@@ -124,5 +124,3 @@ def test_cuda_without_a_gpu(official_dir):
     )
 
 
-def test_no_agents_given():
-    one_line_error(run_cli("eval", "--suite", "smoke"), "--checkpoints DIR")
