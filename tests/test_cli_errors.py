@@ -122,5 +122,3 @@ def test_cuda_without_a_gpu(official_dir):
     one_line_error(
         run_cli("eval", "--suite", "smoke", "--checkpoints", str(official_dir), "--device", "cuda"), "no CUDA device"
     )
-
-
