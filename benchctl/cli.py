@@ -151,7 +151,7 @@ def eval_command(
         from benchctl.shipped import add_command, find_shipped
 
         chosen = [suite_obj.task(t) for t in _csv(tasks)] or list(suite_obj.tasks.values())
-        found, missing = find_shipped(suite_obj, chosen, seed_list)
+        found, missing = find_shipped(chosen, seed_list)
         agents = [execute.AgentSpec(t, s, path) for t, s, path in found]
         skipped = []
         if missing:

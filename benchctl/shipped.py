@@ -13,7 +13,7 @@ from pathlib import Path
 
 import benchctl
 from benchctl.errors import BenchctlError
-from benchctl.suites import Suite, Task
+from benchctl.suites import Task
 
 SHIPPED_DIR = Path(benchctl.__file__).resolve().parent.parent / "checkpoints"
 MANIFEST_HEADER = """\
@@ -88,7 +88,7 @@ def add_command(task: Task) -> str:
 
 
 def find_shipped(
-    suite: Suite, tasks: list[Task], seeds: list[int], directory: Path | None = None
+    tasks: list[Task], seeds: list[int], directory: Path | None = None
 ) -> tuple[list[tuple[Task, int, Path]], list[Task]]:
     """Shipped agents for `tasks` at `seeds`, matched by task name or alias across families and
     suites (a task name means the same environment in every suite). Returns (found, missing)."""
