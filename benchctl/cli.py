@@ -151,8 +151,7 @@ def eval_command(
         from benchctl.shipped import add_command, find_shipped
 
         chosen = [suite_obj.task(t) for t in _csv(tasks)] or list(suite_obj.tasks.values())
-        found, missing = find_shipped(chosen, seed_list)
-        agents = [execute.AgentSpec(t, s, path) for t, s, path in found]
+        agents, missing = find_shipped(chosen, seed_list)
         skipped = []
         if missing:
             err.print(f"no shipped agent for {len(missing)} of {len(chosen)} tasks of suite {suite!r}; to add one:")
@@ -362,7 +361,7 @@ def ship_command(
     from benchctl.agents import describe_checkpoint
     from benchctl.suites import load_suite
 
-    root = shipped.shipped_dir()
+    root = shipped.SHIPPED_DIR
     path = checkpoint.resolve()
     if not path.is_file() or root not in path.parents:
         raise BenchctlError(
@@ -373,12 +372,12 @@ def ship_command(
         raise BenchctlError(f"{resume} is missing: ship reads the training run (task, steps, planner) from it")
     state = torch.load(resume, weights_only=True, map_location="cpu")
     run_id = json.loads(state["identity"])
-    suite_name = path.parent.name
-    task = load_suite(suite_name).task(run_id["task"])
+    suite_obj = load_suite(path.parent.name)
+    task = suite_obj.task(run_id["task"])
     info = describe_checkpoint(path)
     specs = execute.resolve_planners(list(shipped.RETURN_PLANNERS), [])
     request = execute.EvalRequest(
-        load_suite(suite_name), [execute.AgentSpec(task, run_id["seed"], path)], specs, episodes, "cpu", out_dir, "ship"
+        suite_obj, [execute.AgentSpec(task, run_id["seed"], path)], specs, episodes, "cpu", out_dir, "ship"
     )
     reporter = RichReporter()
     try:
@@ -389,7 +388,7 @@ def ship_command(
     entry = shipped.ShippedAgent(
         path=str(path.relative_to(root)),
         task=task.name,
-        suite=suite_name,
+        suite=suite_obj.name,
         family=info.family,
         size=info.model_size,
         dims={"enc": info.dims.enc_dim, "mlp": info.dims.mlp_dim, "latent": info.dims.latent_dim},

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import benchctl
 from benchctl.errors import BenchctlError
+from benchctl.execute import AgentSpec
 from benchctl.suites import Task
 
 SHIPPED_DIR = Path(benchctl.__file__).resolve().parent.parent / "checkpoints"
@@ -38,10 +39,6 @@ class ShippedAgent:
     sha256: str
     returns: dict[str, float] = field(default_factory=dict)
     training_options: dict[str, str | int] = field(default_factory=dict)  # non-default trainer / planner settings
-
-
-def shipped_dir() -> Path:
-    return SHIPPED_DIR
 
 
 def load_manifest(directory: Path | None = None) -> list[ShippedAgent]:
@@ -89,7 +86,7 @@ def add_command(task: Task) -> str:
 
 def find_shipped(
     tasks: list[Task], seeds: list[int], directory: Path | None = None
-) -> tuple[list[tuple[Task, int, Path]], list[Task]]:
+) -> tuple[list[AgentSpec], list[Task]]:
     """Shipped agents for `tasks` at `seeds`, matched by task name or alias across families and
     suites (a task name means the same environment in every suite). Returns (found, missing)."""
     root = directory or SHIPPED_DIR
@@ -104,7 +101,7 @@ def find_shipped(
                 raise BenchctlError(
                     f"{path} is listed in {root / 'manifest.toml'} but missing; restore it with git checkout"
                 )
-            found.append((task, agent.seed, path))
+            found.append(AgentSpec(task, agent.seed, path))
         if not hits:
             missing.append(task)
     return found, missing

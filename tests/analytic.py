@@ -51,7 +51,7 @@ class AnalyticModel:
     def value_avg(self, z, a=None, generator=None) -> torch.Tensor:
         return self.value(z, a).mean(0)
 
-    def policy(self, z, eps=None, generator=None):
+    def policy(self, z, eps=None, generator=None, explore=False):
         if eps is None:
             eps = torch.randn(z.shape[0], 1, generator=generator)
         mean = torch.zeros(z.shape[0], 1) + 0 * z[:, :1]

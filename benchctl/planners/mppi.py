@@ -154,8 +154,8 @@ class MPPIPlanner(Planner):
         if self._prev_mean is not None:  # warm start from the last step's mean, shifted
             mean[:-1, 0] = self._prev_mean[1:]
         result = mppi_search(cfg, z, prior, mean, lambda zs, acts: self.estimate_value(zs, acts, generator), generator)
-        action, std0 = result.action[0], result.std[0, 0]
-        distribution = (action.clone(), std0.clone())  # BMPC's imitation target: chosen elite, std[0]
+        action_chosen, std0 = result.action[0], result.std[0, 0]
+        action = action_chosen
         if cfg.eval_noise:
             action = action + std0 * torch.randn(A, generator=generator, device=z.device)
         self._prev_mean = result.mean[:, 0]
@@ -164,5 +164,5 @@ class MPPIPlanner(Planner):
             predicted_return=float(result.value[0]),
             predicted_rewards=float(self.last_reward_sums[result.elite_index[0]]),
             info={"std0": float(std0.mean())},
-            distribution=distribution,
+            distribution=(action_chosen, std0),  # BMPC's imitation target: chosen elite, before noise
         )

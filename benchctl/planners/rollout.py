@@ -18,8 +18,7 @@ def policy_rollout(
     explore: sample with the family's exploration log-std bounds (BMPC's reanalyze)."""
     actions = []
     for h in range(horizon):
-        # `explore` is passed only when set, so world models without exploration bounds still plug in
-        a = (model.policy(z, generator=generator, explore=True) if explore else model.policy(z, generator=generator))[0]
+        a = model.policy(z, generator=generator, explore=explore)[0]
         actions.append(a)
         if h < horizon - 1:
             z = model.next(z, a)

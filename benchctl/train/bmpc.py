@@ -9,7 +9,7 @@ Shapes: obs (H + 1, B, obs_dim), action (H, B, A), reward (H, B, 1), expert (H, 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -129,7 +129,7 @@ class BMPCLearner(TDMPC2Learner):
         policy-prior samples, the model in eval mode."""
         m = self.model
         H, b = obs.shape[:2]
-        cfg = MPPIConfig(**{**self.planner_cfg.__dict__, "horizon": self.reanalyze_cfg.horizon})
+        cfg = replace(self.planner_cfg, horizon=self.reanalyze_cfg.horizon)
         A, P, n = m.action_dim, cfg.num_pi_trajs, H * b
         z = m.encode(obs.reshape(n, -1))
         prior = None

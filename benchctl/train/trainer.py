@@ -28,7 +28,8 @@ from benchctl.train.bmpc import BMPCLearner, ReanalyzeConfig, new_bmpc_model
 from benchctl.train.buffer import ReplayBuffer
 from benchctl.train.tdmpc2 import TDMPC2Learner, TrainConfig, new_model
 
-FAMILIES = ("tdmpc2", "bmpc")
+# family -> (fresh model, learner); a BMPC learner's policy imitates the acting planner
+FAMILIES = {"tdmpc2": (new_model, TDMPC2Learner), "bmpc": (new_bmpc_model, BMPCLearner)}
 
 
 @dataclass
@@ -98,16 +99,12 @@ class Trainer:
         self.seed_steps = request.seed_steps or max(1000, 5 * task.episode_length)
         if request.family not in FAMILIES:
             raise BenchctlError(f"--family {request.family}: choose one of {', '.join(FAMILIES)}")
-        config = TrainConfig(batch_size=request.batch_size)
-        dims = (self.env.obs_dim, self.env.action_dim, request.size, request.dims)
-        if request.family == "bmpc":
-            self.model = new_bmpc_model(*dims, seed=request.seed)
-            lazy = ReanalyzeConfig(interval=request.reanalyze_interval, sequences=request.reanalyze_sequences)
-            self.learner = BMPCLearner(self.model, task.discount, config, lazy)
-        else:
-            self.model = new_model(*dims, seed=request.seed)
-            self.learner = TDMPC2Learner(self.model, task.discount, config)
-        self.imitates = request.family == "bmpc"  # the policy learns from the acting planner's distributions
+        make_model, Learner = FAMILIES[request.family]
+        self.model = make_model(self.env.obs_dim, self.env.action_dim, request.size, request.dims, seed=request.seed)
+        self.learner = Learner(self.model, task.discount, TrainConfig(batch_size=request.batch_size))
+        self.imitates = isinstance(self.learner, BMPCLearner)  # policy learns the acting planner's distributions
+        if self.imitates:
+            self.learner.reanalyze_cfg = ReanalyzeConfig(request.reanalyze_interval, request.reanalyze_sequences)
         self.policy_updates = 0  # BMPC's lazy-reanalyze counter (updates after pretraining)
         self.buffer = ReplayBuffer(min(request.buffer_size, request.steps + request.steps // task.episode_length + 1))
         self.generator = torch.Generator().manual_seed(request.seed)
@@ -270,7 +267,6 @@ class Trainer:
                 "type": "episode",
                 "step": self.step,
                 "episode": self.episode,
-                "policy_updates": self.policy_updates,
                 "return": float(np.sum(rewards)),
                 "seconds": time.perf_counter() - start,
             } | last
