@@ -15,7 +15,7 @@ import torch
 from benchctl.agents import load_checkpoint_with_info
 from benchctl.suites import load_suite, make_env
 from benchctl.train.buffer import ReplayBuffer
-from benchctl.train.tdmpc2 import TDMPC2Learner, new_model
+from benchctl.train.tdmpc2 import TDMPC2Learner, TrainConfig, new_model, soft_ce
 from benchctl.train.trainer import Trainer, TrainRequest
 from tests.conftest import TDMPC2_MS1
 
@@ -86,6 +86,25 @@ def test_initial_reward_and_values_decode_to_zero():
         z = model.encode(torch.randn(4, 5))
         assert torch.equal(model.reward(z, torch.zeros(4, 1)), torch.zeros(4, 1))
         assert torch.equal(model.value(z, torch.zeros(4, 1)), torch.zeros(5, 4, 1))
+
+
+def test_soft_ce_is_the_cross_entropy_against_the_dense_two_hot_target():
+    """The gathered two-bin cross-entropy equals -sum(target * log_softmax) with the two-hot target
+    built bin by bin (symlog space, 101 bins in [-10, 10]), also beyond the range and broadcast over heads."""
+    cfg = TrainConfig()
+    bins = torch.linspace(cfg.vmin, cfg.vmax, 101)
+    x = torch.tensor([0.0, 0.37, -2.5, 55.0, -1e6, 1e9]).reshape(1, 6, 1)
+    logits = torch.randn(5, 6, 101, generator=torch.Generator().manual_seed(0))
+    sx = torch.clamp(torch.sign(x) * torch.log1p(x.abs()), cfg.vmin, cfg.vmax).flatten()
+    target = torch.zeros(6, 101)
+    for i, v in enumerate(sx):
+        j = int(torch.searchsorted(bins, v, right=True)) - 1
+        w = float((v - bins[j]) / (bins[1] - bins[0]))
+        target[i, j] += 1 - w
+        if w > 0:
+            target[i, j + 1] += w
+    dense = -(target * torch.log_softmax(logits, -1)).sum(-1)
+    torch.testing.assert_close(soft_ce(logits, x, cfg), dense, atol=1e-5, rtol=1e-5)
 
 
 def test_sigkill_resumes_from_the_last_save_with_the_same_buffer(tmp_path):

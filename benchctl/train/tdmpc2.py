@@ -89,23 +89,24 @@ class RunningScale:
         return self.value
 
 
-def two_hot(x: torch.Tensor, num_bins: int, vmin: float, vmax: float) -> torch.Tensor:
-    """Scalars (..., 1) -> two-hot targets (..., bins) in symlog space."""
+def two_hot(x: torch.Tensor, num_bins: int, vmin: float, vmax: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scalars (..., 1) -> the two-hot encoding in symlog space as (lower bin (...) long, weight of the
+    bin above it (...)); the lower bin holds 1 - weight. Beyond the range all mass sits on an end bin."""
     bin_size = (vmax - vmin) / (num_bins - 1)
     u = (torch.clamp(symlog(x), vmin, vmax).squeeze(-1) - vmin) / bin_size
     low = torch.floor(u)
-    frac = (u - low).unsqueeze(-1)
-    low = low.long()
-    target = torch.zeros(*u.shape, num_bins, device=x.device)
-    target.scatter_(-1, low.unsqueeze(-1), 1 - frac)
-    target.scatter_add_(-1, ((low + 1) % num_bins).unsqueeze(-1), frac)
-    return target
+    return low.long(), u - low
 
 
 def soft_ce(logits: torch.Tensor, x: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    """Cross-entropy of logits (..., bins) against two-hot(x), x (..., 1) -> (...)."""
-    target = two_hot(x, logits.shape[-1], cfg.vmin, cfg.vmax)
-    return -(target * F.log_softmax(logits, dim=-1)).sum(-1)
+    """Cross-entropy of logits (..., bins) against two-hot(x), x (..., 1) broadcast to the logits'
+    leading dims -> (...). Only the two target bins' log-probabilities are gathered."""
+    low, frac = two_hot(x, logits.shape[-1], cfg.vmin, cfg.vmax)
+    log_p = F.log_softmax(logits, dim=-1)
+    lead = log_p.shape[:-1]
+    low, frac = low.expand(lead).unsqueeze(-1), frac.expand(lead)
+    high = (low + 1) % logits.shape[-1]  # u == vmax: frac is 0, the wrapped index carries no weight
+    return -torch.lerp(log_p.gather(-1, low), log_p.gather(-1, high), frac.unsqueeze(-1)).squeeze(-1)
 
 
 def gaussian_entropy(log_std: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -190,7 +191,7 @@ class TDMPC2Learner:
         reward_logits = m._reward(torch.cat([zs[:-1], action], dim=-1))  # (H, B, bins)
         value_logits = self.value_logits(zs[:-1], action)  # (K, H, B, bins)
         reward_loss = (soft_ce(reward_logits, reward, cfg).mean(-1) * weights).sum()
-        value_loss = (soft_ce(value_logits, td_target.unsqueeze(0).expand(K, -1, -1, -1), cfg).mean(-1) * weights).sum()
+        value_loss = (soft_ce(value_logits, td_target, cfg).mean(-1) * weights).sum()
         consistency, reward_loss, value_loss = consistency / H, reward_loss / H, value_loss / (H * K)
         total = cfg.consistency_coef * consistency + cfg.reward_coef * reward_loss + cfg.value_coef * value_loss
         self.optim.zero_grad(set_to_none=True)
