@@ -377,7 +377,13 @@ def ship_command(
     info = describe_checkpoint(path)
     specs = execute.resolve_planners(list(shipped.RETURN_PLANNERS), [])
     request = execute.EvalRequest(
-        suite_obj, [execute.AgentSpec(task, run_id["seed"], path)], specs, episodes, "cpu", out_dir, "ship"
+        suite_obj,
+        [execute.AgentSpec(task, run_id["seed"], path)],
+        specs,
+        episodes,
+        "cpu",
+        out_dir,
+        f"ship-{path.parent.parent.name}",  # one run per family: agents of two families share a task
     )
     reporter = RichReporter()
     try:
