@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from benchctl.errors import BenchctlError, unknown
+from benchctl.runtime import keep_freed_memory
 
 app = typer.Typer(
     name="benchctl",
@@ -674,6 +675,7 @@ def inspect_command(path: Annotated[Path, typer.Argument(help="a TD-MPC2/BMPC ch
 
 def main() -> None:
     """Console entry point: bad input is one line on stderr and exit code 2, never a traceback."""
+    keep_freed_memory()
     try:
         app(standalone_mode=False)
     except BenchctlError as exc:

@@ -22,6 +22,7 @@ from benchctl.agents import load_checkpoint
 from benchctl.evaluate import plan_step
 from benchctl.planners import make_planner, registry, resolve_config
 from benchctl.planners.mppi import MPPIPlanner
+from benchctl.runtime import keep_freed_memory
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "reference" / "tdmpc2-ms5-reacher-easy.pt"
 
@@ -70,6 +71,7 @@ def main() -> None:
     parser.add_argument("--planners", default=",".join(registry()))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as the benchctl command does
     model = load_checkpoint(args.checkpoint)
     model.discount = 0.99
     observations = np.random.default_rng(1).standard_normal((64, model.dims.obs_dim)).astype(np.float32)

@@ -34,6 +34,11 @@ def test_sparse_dropout_has_the_law_of_dropout():
     y = drop(x)
     y.sum().backward()
     torch.testing.assert_close(x.grad, (y != 0).float() / 0.9)  # gradient flows where kept, scaled
+    xt = torch.ones(500, 200).t().requires_grad_(True)  # a transposed view takes the out-of-place path
+    yt = drop(xt)
+    yt.sum().backward()
+    assert yt.shape == xt.shape and abs((yt == 0).float().mean().item() - 0.1) < 0.01
+    torch.testing.assert_close(xt.grad, (yt != 0).float() / 0.9)
     drop.eval()
     assert drop(x) is x
 

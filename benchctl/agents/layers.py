@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,6 +33,7 @@ class TwoHotDecoder(nn.Module):
 
 
 _ONE = torch.ones(())
+_LOG2_E = 1.0 / math.log(2.0)  # exp(x) = exp2(x log2 e): aten's exp2 kernel is ~2x faster than exp on CPU
 
 
 class _MishFunction(torch.autograd.Function):
@@ -43,7 +46,7 @@ class _MishFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        e = torch.clamp(x, max=20.0).exp_()  # mish(x) = x to float precision beyond 20
+        e = torch.clamp(x, max=20.0).mul_(_LOG2_E).exp2_()  # mish(x) = x to float precision beyond 20
         n = (e + 2).mul_(e)
         t = n.div_(n + 2)
         s = e.div_(e + 1)
@@ -62,7 +65,7 @@ def mish(x: torch.Tensor) -> torch.Tensor:
     e = exp(x): without autograd one fused addcdiv, with autograd `_MishFunction`."""
     if torch.is_grad_enabled() and x.requires_grad:
         return _MishFunction.apply(x)
-    e = torch.exp(x.clamp(max=20.0))
+    e = x.clamp(max=20.0).mul_(_LOG2_E).exp2_()
     e.mul_(e + 2)
     return torch.addcdiv(x, x, e.add_(2), value=-2)
 
@@ -105,6 +108,8 @@ class SparseDropout(nn.Dropout):
             positions = torch.cat([positions, self._gaps(chunk, x.device).cumsum_(0).add_(positions[-1])])
         dropped = positions[positions < n].long()
         kept = x * (1.0 / (1.0 - self.p))
+        if kept.is_contiguous():  # a fresh tensor: zero it in place, no second copy
+            return kept.view(-1).index_fill_(0, dropped, 0.0).view_as(x)
         return kept.reshape(-1).index_fill(0, dropped, 0.0).view_as(x)
 
     def _gaps(self, count: int, device: torch.device) -> torch.Tensor:
