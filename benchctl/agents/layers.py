@@ -33,11 +33,17 @@ class TwoHotDecoder(nn.Module):
 
 
 _ONE = torch.ones(())
-_LOG2_E = 1.0 / math.log(2.0)  # exp(x) = exp2(x log2 e): aten's exp2 kernel is ~2x faster than exp on CPU
+_LOG2_E = 1.0 / math.log(2.0)
+
+
+def _clamped_exp(x: torch.Tensor) -> torch.Tensor:
+    """exp(min(x, 20)) as a new tensor; mish(x) = x to float precision beyond 20. Computed as
+    exp2(x log2 e): aten's exp2 kernel is ~2x faster than exp on CPU."""
+    return torch.clamp(x, max=20.0).mul_(_LOG2_E).exp2_()
 
 
 class _MishFunction(torch.autograd.Function):
-    """Mish with one exp and a backward of plain arithmetic: aten's kernels evaluate tanh, softplus
+    """Mish with one exponential and a backward of plain arithmetic: aten's kernels evaluate tanh, softplus
     and sigmoid separately and take ~40% of a small-model training update on CPU; this is ~2.3x faster.
 
     With e = exp(x): tanh(softplus(x)) = e(e + 2) / (e(e + 2) + 2) =: t, sigmoid(x) = e / (e + 1) =: s,
@@ -46,7 +52,7 @@ class _MishFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        e = torch.clamp(x, max=20.0).mul_(_LOG2_E).exp2_()  # mish(x) = x to float precision beyond 20
+        e = _clamped_exp(x)
         n = (e + 2).mul_(e)
         t = n.div_(n + 2)
         s = e.div_(e + 1)
@@ -65,7 +71,7 @@ def mish(x: torch.Tensor) -> torch.Tensor:
     e = exp(x): without autograd one fused addcdiv, with autograd `_MishFunction`."""
     if torch.is_grad_enabled() and x.requires_grad:
         return _MishFunction.apply(x)
-    e = x.clamp(max=20.0).mul_(_LOG2_E).exp2_()
+    e = _clamped_exp(x)
     e.mul_(e + 2)
     return torch.addcdiv(x, x, e.add_(2), value=-2)
 
