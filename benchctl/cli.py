@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import numpy as np
 import typer
 from rich.console import Console
@@ -30,15 +29,23 @@ if not out.is_terminal:  # piped or logged: don't squeeze tables into 80 columns
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+MAX_EPISODES = 100_000  # per cell; a larger number is a typo, not a benchmark
+
+
 def _csv(text: str | None) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()] if text else []
 
 
 def _seeds(text: str | None) -> list[int]:
     try:
-        return [int(s) for s in _csv(text)]
+        seeds = [int(s) for s in _csv(text)]
+        if any(not 0 <= s < 2**32 for s in seeds):
+            raise ValueError
+        return seeds
     except ValueError:
-        raise BenchctlError(f"--seeds {text}: give integers separated by commas, e.g. --seeds 1,2,3") from None
+        raise BenchctlError(
+            f"--seeds {text}: give integers from 0 to 2^32 - 1 separated by commas, e.g. --seeds 1,2,3"
+        ) from None
 
 
 def _progress(unit: str) -> Progress:
@@ -55,35 +62,75 @@ def _progress(unit: str) -> Progress:
 
 
 class RichReporter:
-    """Progress bar over episodes; warnings printed above it."""
+    """Progress bar over episodes with an honest ETA (per-planner step rates); warnings above it."""
 
     def __init__(self):
-        self.progress = _progress("episodes")
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("episodes"),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[eta]}"),
+            console=err,
+        )
         self.bar = None
+        self.total = self.done = 0
+        self.eta = None
 
-    def start(self, total: int, done: int) -> None:
+    def start(self, total: int, done: int, eta) -> None:
         if done:
             err.print(f"resuming: {done} of {total} episodes already on disk")
+        self.total, self.done, self.eta = total, done, eta
         self.progress.start()
-        self.bar = self.progress.add_task("starting", total=total, completed=done)
+        self.bar = self.progress.add_task("starting", total=total, completed=done, eta=self._eta_text())
+
+    def _eta_text(self) -> str:
+        left = self.eta.remaining() if self.eta is not None else None
+        if self.done >= self.total:
+            return ""
+        if left is None:
+            return "remaining: measuring"
+        minutes, seconds = divmod(int(left), 60)
+        return f"remaining ~{minutes}:{seconds:02d}"
 
     def cell(self, label: str) -> None:
         self.progress.update(self.bar, description=label)
 
     def episode(self, label: str, record: dict) -> None:
+        self.done += 1
         self.progress.update(
             self.bar,
             advance=1,
             description=f"{label}: ep {record['episode']} return {record['return']:.1f}, "
             f"{record['latency_ms']['p50']:.1f} ms/step",
+            eta=self._eta_text(),
         )
 
     def warn(self, message: str) -> None:
-        err.print(f"[yellow]warning:[/yellow] {message}")
+        err.print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
 
     def stop(self) -> None:
         if self.bar is not None:
             self.progress.stop()
+
+
+def _run_eval(request, reporter: RichReporter):
+    """execute.run with Ctrl-C turned into what a user needs: what was kept, how to resume, exit 130."""
+    from benchctl import execute
+
+    try:
+        return execute.run(request, reporter)
+    except KeyboardInterrupt:
+        reporter.stop()
+        err.print(
+            f"interrupted: {reporter.done} of {reporter.total} episodes are saved in {request.out}/; "
+            "rerun the same command to run only the missing ones",
+            markup=False,
+        )
+        raise typer.Exit(INTERRUPTED) from None
+    finally:
+        reporter.stop()
 
 
 def _summary(results) -> Table:
@@ -123,18 +170,26 @@ def eval_command(
     task: Annotated[str | None, typer.Option(help="the task of --checkpoint")] = None,
     tasks: Annotated[str | None, typer.Option(help="comma-separated subset of the suite's tasks")] = None,
     seeds: Annotated[str | None, typer.Option(help="comma-separated checkpoint seeds [default: 1,2,3]")] = None,
-    episodes: Annotated[int, typer.Option(min=1, help="episodes per (task, planner, seed)")] = 10,
+    episodes: Annotated[
+        int, typer.Option(min=1, max=MAX_EPISODES, help="episodes per (task, planner, seed)")
+    ] = 10,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     out_dir: Annotated[Path, typer.Option("--out", help="results folder")] = Path("results"),
     run: Annotated[str | None, typer.Option(help="name of this run under --out [default: agent family]")] = None,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="planner option key=value (or planner.key=value)")
     ] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads [default: torch's choice]")] = None,
 ):
     """Evaluate agents with one or more planners; rerunning the same command resumes."""
     from benchctl import execute
+    from benchctl.machine import set_threads
+    from benchctl.paths import folder_name, writable_dir
     from benchctl.suites import load_suite
 
+    set_threads(threads)
+    if run is not None:
+        folder_name("--run", run)
     suite_obj = load_suite(suite)
     specs = execute.resolve_planners(planner or ["dream_mpc"], set_ or [])
     seed_list = _seeds(seeds) or list(execute.DEFAULT_SEEDS)
@@ -169,12 +224,9 @@ def eval_command(
         err.print(f"skipped {name}: {why}")
     if not agents:
         raise BenchctlError(f"no checkpoint found for any task of suite {suite!r}; see the skipped list above")
+    writable_dir("--out", out_dir)
     request = execute.EvalRequest(suite_obj, agents, specs, episodes, device, out_dir, run)
-    reporter = RichReporter()
-    try:
-        results = execute.run(request, reporter)
-    finally:
-        reporter.stop()
+    results = _run_eval(request, RichReporter())
     out.print(_summary(results))
     out.print(f"results: {out_dir}/ ({sum(len(r.episodes) for r in results)} episodes in {len(results)} cells)")
 
@@ -196,7 +248,7 @@ def report_command(
         report = build_report(roots or [Path("results")], out_dir, reps, seed, chosen, baseline)
     for warning in report.warnings:
         err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
-    table = Table(title=f"aggregates over {len(report.tasks)} task(s), 95% CIs ({reps} bootstrap replicates)")
+    table = Table(title=f"aggregates, 95% CIs ({reps} bootstrap replicates) over {report.coverage}")
     table.add_column("method", no_wrap=True)
     for name in ("Median", "IQM", "Mean", "Optimality Gap"):
         table.add_column(name, justify="right", no_wrap=True)
@@ -350,7 +402,7 @@ def _training_options(run_id: dict) -> dict:
 @app.command("ship")
 def ship_command(
     checkpoint: Annotated[Path, typer.Argument(help="a checkpoint under checkpoints/ written by benchctl train")],
-    episodes: Annotated[int, typer.Option(min=1, help="evaluation episodes per planner")] = 10,
+    episodes: Annotated[int, typer.Option(min=1, max=MAX_EPISODES, help="evaluation episodes per planner")] = 10,
     out_dir: Annotated[Path, typer.Option("--out", help="results folder of the measurement")] = Path("results"),
 ):
     """Measure a trained agent's returns (policy, mppi, dream_mpc) and write its entry in checkpoints/manifest.toml."""
@@ -386,11 +438,7 @@ def ship_command(
         out_dir,
         f"ship-{path.parent.parent.name}",  # one run per family: agents of two families share a task
     )
-    reporter = RichReporter()
-    try:
-        results = execute.run(request, reporter)
-    finally:
-        reporter.stop()
+    results = _run_eval(request, RichReporter())
     returns = {r.planner: round(float(np.mean([e["return"] for e in r.episodes])), 1) for r in results}
     entry = shipped.ShippedAgent(
         path=str(path.relative_to(root)),
@@ -674,24 +722,41 @@ def inspect_command(path: Annotated[Path, typer.Argument(help="a TD-MPC2/BMPC ch
 
 
 def main() -> None:
-    """Console entry point: bad input is one line on stderr and exit code 2, never a traceback."""
+    """Console entry point: bad input is one line on stderr and exit code 2, never a traceback.
+
+    Only typer's public names are caught: typer >= 0.29 carries its own click, so `click` is not
+    importable on a fresh install.
+    """
     keep_freed_memory()
     try:
         app(standalone_mode=False)
     except BenchctlError as exc:
-        err.print(f"benchctl: error: {exc}", markup=False)
-        sys.exit(2)
-    except click.exceptions.NoSuchOption as exc:
-        err.print(f"benchctl: error: {exc.format_message()} (see --help)", markup=False)
-        sys.exit(2)
-    except click.UsageError as exc:
-        err.print(f"benchctl: error: {exc.format_message()} (see --help)".replace("\n", " "), markup=False)
-        sys.exit(2)
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        err.print("interrupted: finished episodes are saved; rerun the same command to resume", markup=False)
-        sys.exit(130)
-    except click.exceptions.Exit as exc:
+        _fail(str(exc))
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        err.print("interrupted: finished work is saved; rerun the same command to resume", markup=False)
+        sys.exit(INTERRUPTED)
+    except typer.TyperException as exc:  # usage errors: unknown option, bad or missing value
+        message = exc.format_message()
+        if not message:  # no arguments: the help was printed
+            sys.exit(exc.exit_code)
+        _fail(f"{message} (see --help)")
+    except OSError as exc:  # a path the user gave: read-only, a file where a folder belongs, ...
+        _fail(_os_message(exc))
+
+
+INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
+def _fail(message: str) -> None:
+    err.print(f"benchctl: error: {' '.join(message.split())}", markup=False)
+    sys.exit(2)
+
+
+def _os_message(exc: OSError) -> str:
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}; choose a writable folder (e.g. --out results) or fix its permissions"
 
 
 if __name__ == "__main__":

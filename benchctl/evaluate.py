@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from benchctl.envs.base import Env
+from benchctl.envs.base import Env, SimulatorError
 from benchctl.planners.base import Plan, Planner
 
 
@@ -42,6 +42,11 @@ def _stats(values: list[float]) -> dict[str, float]:
     }
 
 
+def _finite_or_none(value: float | None) -> float | None:
+    """A model prediction for the record; NaN/inf (a diverged model) is recorded as missing."""
+    return None if value is None or not np.isfinite(value) else value
+
+
 def plan_step(planner: Planner, obs: np.ndarray, generator: torch.Generator, device: torch.device) -> Plan:
     """Encode one observation (obs_dim,) and plan: what a controller waits for at each step.
 
@@ -61,6 +66,10 @@ def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> 
 
     Latency covers encode + plan (observation upload and action download included), the time a
     controller waits for its action. World-model evaluations are counted by the model.
+
+    A planner action that is not finite (a diverged model) is never sent to the simulator: the
+    episode stops there and its record carries `failed` (why), with the return reached so far.
+    So does an episode whose simulator gives up (SimulatorError).
     """
     model = planner.model
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -68,17 +77,24 @@ def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> 
     obs = env.reset(seed)
     planner.reset()
     latencies, evals, rewards, predicted, predicted_rewards = [], [], [], [], []
-    total, success, start = 0.0, None, time.perf_counter()
-    for _ in range(env.episode_length):
+    total, success, failed, start = 0.0, None, None, time.perf_counter()
+    for step in range(env.episode_length):
         evals_before = model.model_evals
         t0 = timer.now()
         plan = plan_step(planner, obs, generator, device)
         action = plan.action.detach().cpu().numpy()
         latencies.append((timer.now() - t0) * 1e3)
         evals.append(model.model_evals - evals_before)
-        predicted.append(plan.predicted_return)
-        predicted_rewards.append(plan.predicted_rewards)
-        result = env.step(action)
+        if not np.isfinite(action).all():
+            failed = f"non-finite action at step {step} (the planner or the model produced NaN/inf)"
+            break
+        try:
+            result = env.step(action)
+        except SimulatorError as exc:
+            failed = str(exc)
+            break
+        predicted.append(_finite_or_none(plan.predicted_return))
+        predicted_rewards.append(_finite_or_none(plan.predicted_rewards))
         rewards.append(result.reward)
         total += result.reward
         obs = result.obs
@@ -95,6 +111,8 @@ def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> 
         "model_evals_per_step": float(np.mean(evals)),
         "rewards": [round(r, 6) for r in rewards],
     }
+    if failed is not None:
+        record["failed"] = failed
     if any(p is not None for p in predicted):
         record["predicted_returns"] = [None if p is None else round(p, 6) for p in predicted]
     if any(p is not None for p in predicted_rewards):  # model exploitation: compare with realized rewards

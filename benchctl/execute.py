@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import platform
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 import benchctl
+from benchctl import machine
 from benchctl.agents import CheckpointInfo, describe_checkpoint, load_checkpoint
 from benchctl.errors import BenchctlError
 from benchctl.evaluate import episode_seed, run_episode
@@ -57,10 +59,39 @@ class EvalRequest:
 
 
 class Reporter(Protocol):
-    def start(self, total: int, done: int) -> None: ...
+    def start(self, total: int, done: int, eta: Eta) -> None: ...
     def cell(self, label: str) -> None: ...
     def episode(self, label: str, record: dict) -> None: ...
     def warn(self, message: str) -> None: ...
+
+
+@dataclass
+class Eta:
+    """Remaining wall time of a run, from the seconds per environment step each planner has shown.
+
+    Planners differ a thousandfold per step (the policy vs MPPI), so a rate averaged over
+    episodes is far off; while a planner with work left has not finished an episode, the
+    remaining time is unknown (None) rather than guessed.
+    """
+
+    steps_left: dict[str, int]  # planner -> environment steps still to run
+    seconds: dict[str, float] = field(default_factory=dict)  # planner -> wall seconds of its episodes
+    steps_done: dict[str, int] = field(default_factory=dict)  # planner -> steps those episodes took
+
+    def finished(self, planner: str, planned_steps: int, record: dict) -> None:
+        self.steps_left[planner] -= planned_steps
+        self.seconds[planner] = self.seconds.get(planner, 0.0) + record["wall_s"]
+        self.steps_done[planner] = self.steps_done.get(planner, 0) + max(1, record["length"])
+
+    def remaining(self) -> float | None:
+        total = 0.0
+        for planner, left in self.steps_left.items():
+            if left <= 0:
+                continue
+            if planner not in self.seconds:
+                return None
+            total += left * self.seconds[planner] / self.steps_done[planner]
+        return total
 
 
 # -- building a request -------------------------------------------------------------------
@@ -205,6 +236,7 @@ def _header(
         "normalization": agent.task.normalization,
         "device": str(device),
         "device_name": _device_name(device),
+        "machine": machine.snapshot(),
         "versions": versions,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -236,7 +268,11 @@ def run(request: EvalRequest, reporter: Reporter) -> list[CellResult]:
             done += len(cell.done & set(range(request.episodes)))
             opened.append((spec, cell))
         cells.append((agent, opened))
-    reporter.start(len(request.agents) * len(request.planners) * request.episodes, done)
+    eta = Eta({spec.name: 0 for spec in request.planners})
+    for agent, opened in cells:
+        for spec, cell in opened:
+            eta.steps_left[spec.name] += agent.task.episode_length * len(set(range(request.episodes)) - cell.done)
+    reporter.start(len(request.agents) * len(request.planners) * request.episodes, done, eta)
     results: list[CellResult] = []
     for agent, opened in cells:
         model = None
@@ -253,7 +289,18 @@ def run(request: EvalRequest, reporter: Reporter) -> list[CellResult]:
                 for index in missing:
                     record = {"type": "episode", "episode": index, "env_seed": episode_seed(agent.seed, index)}
                     record |= run_episode(env, planner, record["env_seed"], device)
+                    record["load_avg"] = machine.load_average()
                     cell.append(record)
+                    eta.finished(spec.name, agent.task.episode_length, record)
+                    p50s = np.array([e["latency_ms"]["p50"] for e in cell.episodes])
+                    if machine.slow_episodes(p50s)[-1]:
+                        reporter.warn(
+                            f"{label} episode {index}: {p50s[-1]:.1f} ms/step, over {machine.SLOW_EPISODE_FACTOR:g}x "
+                            f"the cell's median ({np.median(p50s):.1f}); the machine looks contended "
+                            f"(load average {record['load_avg']}); the report flags it"
+                        )
+                    if "failed" in record:
+                        reporter.warn(f"{label} episode {index} failed: {record['failed']} (recorded as failed)")
                     reporter.episode(label, record)
             episodes = sorted((e for e in cell.episodes if e["episode"] < request.episodes), key=lambda e: e["episode"])
             results.append(CellResult(agent.task.name, spec.name, agent.seed, cell.path, episodes, cell.header))

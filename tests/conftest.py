@@ -1,4 +1,9 @@
-"""Shared fixtures: the official reference checkpoints in ../shared/reference, and a CLI runner."""
+"""Shared fixtures: the official reference checkpoints in ../shared/reference, and a CLI runner.
+
+Files outside the repository (the reference checkpoints, Debian's chromium) are optional in a
+user's clone: tests that need them skip, saying what is missing. CI sets
+BENCHCTL_REQUIRE_EXTERNAL=1, which turns every such skip into a failure.
+"""
 
 from __future__ import annotations
 
@@ -20,11 +25,34 @@ TDMPC2_MS5 = "tdmpc2-ms5-reacher-easy"
 BMPC_MS5 = "bmpc-ms5-cartpole-swingup"
 
 
+REQUIRE_EXTERNAL = os.environ.get("BENCHCTL_REQUIRE_EXTERNAL", "") not in ("", "0")
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+def need(present: bool, missing: str) -> None:
+    """Skip (a user's clone) or fail (CI) when something outside the repository is missing."""
+    if not present:
+        (pytest.fail if REQUIRE_EXTERNAL else pytest.skip)(f"needs {missing}")
+
+
 @pytest.fixture(scope="session")
 def reference() -> Path:
-    if not (REFERENCE / f"{TDMPC2_MS1}.pt").exists():
-        pytest.fail(f"reference checkpoints not found in {REFERENCE}; set BENCHCTL_REFERENCE")
+    need(
+        (REFERENCE / f"{TDMPC2_MS1}.pt").exists(),
+        f"the official reference checkpoints in {REFERENCE} (../shared/reference; or set BENCHCTL_REFERENCE)",
+    )
     return REFERENCE
+
+
+@pytest.fixture(scope="session")
+def chromium() -> tuple[Path, Path]:
+    """(browser, driver) of Debian's chromium and chromium-driver, for rendering the HTML report."""
+    need(
+        CHROMIUM.exists() and CHROMEDRIVER.exists(),
+        f"Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}): apt-get install chromium chromium-driver",
+    )
+    return CHROMIUM, CHROMEDRIVER
 
 
 @pytest.fixture

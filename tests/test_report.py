@@ -123,12 +123,13 @@ def test_no_results_is_a_one_line_error(tmp_path):
     assert proc.returncode == 2 and "--format docx" in proc.stderr
 
 
-def test_html_report_renders_every_figure_in_headless_chromium(tmp_path):
-    webdriver = pytest.importorskip("selenium.webdriver")
+def test_html_report_renders_every_figure_in_headless_chromium(tmp_path, chromium):
+    from selenium import webdriver
+
     known_tree(tmp_path / "results")
     report = build_report([tmp_path / "results"], tmp_path / "report", reps=100, formats=["html"])
     options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
+    options.binary_location = str(chromium[0])
     for flag in (
         "--headless=new",
         "--no-sandbox",
@@ -140,7 +141,7 @@ def test_html_report_renders_every_figure_in_headless_chromium(tmp_path):
         "--no-first-run",
     ):
         options.add_argument(flag)
-    service = webdriver.ChromeService(executable_path="/usr/bin/chromedriver")
+    service = webdriver.ChromeService(executable_path=str(chromium[1]))
     driver = webdriver.Chrome(options=options, service=service)
     try:
         driver.get((report.out / "report.html").as_uri())

@@ -188,6 +188,7 @@ def _read(path: Path) -> tuple[dict, CheckpointInfo]:
     layout = detect_layout(raw)
     state = to_current_layout(raw, layout)
     family, dims = infer_dims(state)
+    _check_finite(path, state)
     lo = float(state["log_std_min"]) if "log_std_min" in state else _BOUNDS[family][0]
     dif = float(state["log_std_dif"]) if "log_std_dif" in state else _BOUNDS[family][1]
     info = CheckpointInfo(
@@ -201,6 +202,17 @@ def _read(path: Path) -> tuple[dict, CheckpointInfo]:
         log_std_bounds=(lo, lo + dif),
     )
     return state, info
+
+
+def _check_finite(path: Path, state: dict) -> None:
+    """NaN/inf weights would reach the simulator as actions (MuJoCo's PhysicsError): refuse them at load."""
+    for key, tensor in state.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise BenchctlError(
+                f"{path}: tensor {key} holds {bad} non-finite value(s) (NaN/inf); the weights are diverged or "
+                "damaged: pass an earlier or another checkpoint"
+            )
 
 
 def describe_checkpoint(path: str | Path) -> CheckpointInfo:

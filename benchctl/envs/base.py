@@ -8,6 +8,10 @@ from typing import Protocol
 import numpy as np
 
 
+class SimulatorError(RuntimeError):
+    """The simulator could not go on (e.g. MuJoCo's unstable physics): the episode ends as failed."""
+
+
 @dataclass
 class StepResult:
     obs: np.ndarray  # (obs_dim,) float32

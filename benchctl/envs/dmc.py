@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from benchctl.envs.base import StepResult
+from benchctl.envs.base import SimulatorError, StepResult
 from benchctl.errors import BenchctlError
 
 
@@ -19,6 +19,9 @@ class DMCEnv:
     def __init__(self, domain: str, task: str, episode_length: int = 500, action_repeat: int = 2, seed: int = 0):
         os.environ.setdefault("MUJOCO_GL", "disable")  # state observations need no OpenGL context
         from dm_control import suite
+        from dm_control.rl.control import PhysicsError
+
+        self._physics_error = PhysicsError
 
         try:
             self._env = suite.load(domain, task, task_kwargs={"random": seed})
@@ -46,7 +49,10 @@ class DMCEnv:
         scaled = self._low + (action + 1.0) * 0.5 * (self._high - self._low)
         reward, last = 0.0, False
         for _ in range(self.action_repeat):
-            ts = self._env.step(scaled)
+            try:
+                ts = self._env.step(scaled)
+            except self._physics_error as exc:
+                raise SimulatorError(f"MuJoCo physics diverged at step {self._t}: {exc}") from None
             reward += ts.reward or 0.0
             if ts.last():
                 last = True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import pkgutil
 import typing
 from abc import ABC, abstractmethod
@@ -146,6 +147,10 @@ def resolve_config(name: str, overrides: dict[str, str]) -> Any:
             )
         values[key] = _coerce(name, key, text, hints[key])
     config = cls.Config(**values)
+    for f in dataclasses.fields(config):
+        problem = range_problem(f.name, getattr(config, f.name), f.metadata)
+        if problem:
+            raise BenchctlError(f"--set {f.name}={getattr(config, f.name)}: {name}.{problem}")
     check = getattr(config, "validate", None)
     if check is not None:
         problem = check()
@@ -167,6 +172,45 @@ def field_docs(config_cls: type) -> dict[str, str]:
     return {f.name: f.metadata.get("doc", "") for f in dataclasses.fields(config_cls)}
 
 
-def option(default: Any, doc: str) -> Any:
-    """A config field with its default and a one-line provenance doc."""
-    return field(default=default, metadata={"doc": doc})
+# Largest integer any planner option takes: beyond it a planning step allocates more than any machine has.
+MAX_INT_OPTION = 1_000_000
+
+
+def option(
+    default: Any,
+    doc: str,
+    at_least: float | None = None,
+    above: float | None = None,
+    at_most: float | None = None,
+) -> Any:
+    """A config field with its default, a one-line provenance doc, and its valid range.
+
+    Unless a bound is given, an int option must be >= 1 and a float option > 0 (counts and
+    step sizes); every float must be finite.
+    """
+    bounds = {"at_least": at_least, "above": above, "at_most": at_most}
+    return field(default=default, metadata={"doc": doc, **{k: v for k, v in bounds.items() if v is not None}})
+
+
+def range_problem(key: str, value: Any, meta: Any) -> str | None:
+    """Why `value` is outside the range `option()` declared for `key`, or None."""
+    if value is None or isinstance(value, (bool, str)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{key} must be a finite number, not {value}"
+    at_least, above, at_most = meta.get("at_least"), meta.get("above"), meta.get("at_most")
+    if at_least is None and above is None:
+        at_least, above = (1, None) if isinstance(value, int) else (None, 0.0)
+    if isinstance(value, int) and at_most is None:
+        at_most = MAX_INT_OPTION
+    if at_least is not None and value < at_least:
+        return f"{key} must be >= {_number(at_least)}, not {value}"
+    if above is not None and value <= above:
+        return f"{key} must be > {_number(above)}, not {value}"
+    if at_most is not None and value > at_most:
+        return f"{key} must be <= {_number(at_most)}, not {value}"
+    return None
+
+
+def _number(x: float) -> str:
+    return f"{x:,}" if isinstance(x, int) else f"{x:g}"

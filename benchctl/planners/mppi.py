@@ -22,7 +22,9 @@ class MPPIConfig:
     horizon: int = option(3, "planning horizon H (TD-MPC2 config.yaml; Dream-MPC Tab. 5)")
     iterations: int = option(6, "MPPI iterations I; +2 when action_dim >= 20 (TD-MPC2 config: dog, humanoid, H1)")
     num_samples: int = option(512, "candidate sequences per iteration, policy trajectories included (Tab. 5)")
-    num_pi_trajs: int = option(24, "sequences sampled from the policy prior, fixed across iterations (Tab. 5)")
+    num_pi_trajs: int = option(
+        24, "sequences sampled from the policy prior, fixed across iterations (Tab. 5)", at_least=0
+    )
     num_elites: int = option(64, "elites refitted each iteration (Tab. 5)")
     min_std: float = option(0.05, "lower clamp of the sampling std (Tab. 5)")
     max_std: float = option(2.0, "initial sampling std and its upper clamp (Tab. 5)")

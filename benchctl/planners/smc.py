@@ -19,7 +19,7 @@ from benchctl.planners.base import Plan, Planner, option, register
 @dataclass
 class SMCConfig:
     particles: int = option(250, "S, particles (Byravan et al. App. F, learning setting)")
-    horizon: int = option(10, "H; the rollout takes H + 1 model steps (Alg. 2)")
+    horizon: int = option(10, "H; the rollout takes H + 1 model steps (Alg. 2)", at_least=0)
     temperature: float = option(0.01, "tau in w = exp(A / tau) (App. F; 0.1 for Ant walking)")
     value: bool = option(
         False, "advantage r + V(z') - V(z) with V(z) = mean over value_samples policy actions of value_avg (App. F.2)"

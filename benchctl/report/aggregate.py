@@ -47,42 +47,62 @@ def per_seed(episodes: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class ScoreTable:
-    """Rectangular score matrices over the tasks every method has: {method: (runs, tasks)}."""
+    """Rectangular score matrices over shared tasks: {method: (runs, tasks)}.
+
+    `tasks_of[m]` names the columns of `matrices[m]`; methods of one group (one results run, i.e.
+    one agent set) share them. `tasks` is the union over groups.
+    """
 
     tasks: list[str]
     matrices: dict[str, np.ndarray]
     seeds: dict[str, list[int]]
     notes: list[str] = field(default_factory=list)
+    tasks_of: dict[str, list[str]] = field(default_factory=dict)
 
 
-def score_table(seeds_df: pd.DataFrame, methods: list[str] | None = None) -> ScoreTable:
-    """Aggregates compare like with like: only tasks all `methods` share, and per method the seeds
-    its tasks share. Whatever is left out is said in `notes`."""
-    methods = methods or sorted(seeds_df["method"].unique())
-    tasks_of = {m: set(seeds_df.loc[seeds_df["method"] == m, "task_id"]) for m in methods}
-    shared = sorted(set.intersection(*tasks_of.values())) if tasks_of else []
-    notes = []
+def score_table(seeds_df: pd.DataFrame, group_of: dict[str, str] | None = None) -> ScoreTable:
+    """Aggregates compare like with like: within each group of methods (default: one group), only
+    the tasks all its methods share, and per method the seeds its tasks share. Whatever is left
+    out is said in `notes`.
+
+    seeds_df: one row per (method, task_id, seed) with its `score`; group_of: method -> group.
+    """
+    methods = sorted(seeds_df["method"].unique())
+    group_of = group_of or {}
+    groups: dict[str, list[str]] = {}
     for m in methods:
-        extra = sorted(tasks_of[m] - set(shared))
-        if extra:
-            notes.append(
-                f"{m}: {len(extra)} task(s) left out of the aggregates (not run by every method): " + ", ".join(extra)
-            )
-    matrices, seeds = {}, {}
-    for m in methods:
-        rows = seeds_df[(seeds_df["method"] == m) & seeds_df["task_id"].isin(shared)]
-        per_task = [set(rows.loc[rows["task_id"] == t, "seed"]) for t in shared]
-        common = sorted(set.intersection(*per_task)) if per_task else []
-        for t, have in zip(shared, per_task, strict=True):
-            if have - set(common):
-                notes.append(f"{m} on {t}: seed(s) {sorted(have - set(common))} left out (not present on every task)")
-        if not common:
-            notes.append(f"{m}: no seed present on every shared task; left out of the aggregates")
-            continue
-        pivot = rows[rows["seed"].isin(common)].pivot(index="seed", columns="task_id", values="score")
-        matrices[m] = pivot.loc[common, shared].to_numpy(dtype=float)
-        seeds[m] = common
-    return ScoreTable(shared, matrices, seeds, notes)
+        groups.setdefault(group_of.get(m, ""), []).append(m)
+    tasks_of_method = {m: set(seeds_df.loc[seeds_df["method"] == m, "task_id"]) for m in methods}
+    matrices, seeds, notes, tasks_of = {}, {}, [], {}
+    for members in groups.values():
+        shared = sorted(set.intersection(*(tasks_of_method[m] for m in members)))
+        for m in members:
+            extra = sorted(tasks_of_method[m] - set(shared))
+            if extra:
+                notes.append(
+                    f"{m}: {len(extra)} task(s) left out of the aggregates (not run by every method of its run): "
+                    + ", ".join(extra)
+                )
+            rows = seeds_df[(seeds_df["method"] == m) & seeds_df["task_id"].isin(shared)]
+            per_task = [set(rows.loc[rows["task_id"] == t, "seed"]) for t in shared]
+            common = sorted(set.intersection(*per_task)) if per_task else []
+            for t, have in zip(shared, per_task, strict=True):
+                if have - set(common):
+                    notes.append(f"{m} on {t}: seed(s) {sorted(have - set(common))} left out (not on every task)")
+            if not common:
+                notes.append(f"{m}: no seed present on every shared task; left out of the aggregates")
+                continue
+            pivot = rows[rows["seed"].isin(common)].pivot(index="seed", columns="task_id", values="score")
+            matrices[m] = pivot.loc[common, shared].to_numpy(dtype=float)
+            seeds[m] = common
+            tasks_of[m] = shared
+    if len({tuple(t) for t in tasks_of.values()}) > 1:
+        notes.append(
+            "runs cover different tasks, so each run's aggregates cover its own shared tasks (see the protocol); "
+            "compare aggregates within a run"
+        )
+    every = sorted({t for ts in tasks_of.values() for t in ts})
+    return ScoreTable(every, matrices, seeds, notes, tasks_of)
 
 
 def _aggregate_all(x: np.ndarray) -> np.ndarray:

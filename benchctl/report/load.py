@@ -73,6 +73,7 @@ def load_results(roots: list[Path]) -> Results:
                 "episodes": len(episodes),
                 "discount": float(header.get("discount", 0.99)),
                 "horizon": header.get("planner_config", {}).get("horizon"),
+                "machine": header.get("machine", {}),
             }
             if not episodes:
                 warnings.append(f"{path}: header only, no finished episode")
@@ -103,12 +104,19 @@ def load_results(roots: list[Path]) -> Results:
                         "predicted_rewards": e.get("predicted_rewards"),
                         "discount": cell["discount"],
                         "horizon": cell["horizon"],
+                        "failed": e.get("failed"),
+                        "load_avg": e.get("load_avg"),
                     }
                 )
     if not cell_rows:
         where = ", ".join(map(str, roots))
         raise BenchctlError(
             f"no benchctl results found under {where}; run benchctl eval first or pass its --out folder"
+        )
+    if not episode_rows:  # what an eval killed or failed before its first episode leaves behind
+        raise BenchctlError(
+            f"the {len(cell_rows)} results file(s) under {', '.join(map(str, roots))} hold only headers, no finished "
+            "episode (the eval that wrote them stopped before its first episode); rerun that eval to resume it"
         )
     episodes_df = pd.DataFrame(episode_rows)
     cells_df = pd.DataFrame(cell_rows)
@@ -129,6 +137,5 @@ def _label_methods(episodes: pd.DataFrame, cells: pd.DataFrame) -> None:
         return f"{row['run']}/{name}" if several_runs else name
 
     for frame in (cells, episodes):
-        if len(frame):
-            frame["method"] = frame.apply(label, axis=1)
-            frame["task_id"] = frame["task"] if cells["suite"].nunique() == 1 else frame["suite"] + "/" + frame["task"]
+        frame["method"] = frame.apply(label, axis=1)
+        frame["task_id"] = frame["task"] if cells["suite"].nunique() == 1 else frame["suite"] + "/" + frame["task"]

@@ -27,9 +27,22 @@ def _save(fig, out: Path, name: str) -> Path:
 def aggregate_intervals(points: dict, cis: dict, out: Path) -> Path:
     """Median, IQM, mean and optimality gap with 95% CIs per method (Dream-MPC Fig. 2 style)."""
     methods = sorted(points, key=lambda m: points[m][1])
-    fig, _ = plot_utils.plot_interval_estimates(
-        points, cis, metric_names=list(METRICS), algorithms=methods, xlabel="Normalized score"
+    row_height = 0.5  # inches per method
+    height = max(2, len(methods)) * row_height
+    fig, axes = plot_utils.plot_interval_estimates(
+        points,
+        cis,
+        metric_names=list(METRICS),
+        algorithms=methods,
+        xlabel="",
+        max_ticks=3,  # xx-large tick labels of neighbouring panels collide at rliable's 4
+        row_height=row_height,
+        wspace=0.3,
     )
+    for ax in axes:
+        ax.tick_params(axis="x", labelsize="large")
+    # Below the tick labels at any number of methods (rliable places it at a fixed fraction of the height).
+    fig.text(0.5, -0.6 / height, "Normalized score (95% stratified-bootstrap CIs)", ha="center", fontsize="x-large")
     return _save(fig, out, "aggregates")
 
 
@@ -50,8 +63,16 @@ def improvement(points: dict[str, float], cis: dict[str, np.ndarray], out: Path)
     return _save(ax.figure, out, "probability_of_improvement")
 
 
-def per_task_bars(seeds: pd.DataFrame, out: Path) -> Path:
-    """Normalized score per task, one panel per task: a bar per method (mean over seeds), a dot per seed."""
+def _mean_ci(values: np.ndarray, rng: np.random.Generator, reps: int = 2000) -> tuple[float, float]:
+    """95% percentile-bootstrap CI of the mean of `values` (n,); zero width when n == 1."""
+    boot = values[rng.integers(0, len(values), size=(reps, len(values)))].mean(axis=1)
+    return tuple(np.percentile(boot, [2.5, 97.5]))
+
+
+def per_task_bars(seeds: pd.DataFrame, episodes: pd.DataFrame, out: Path, seed: int = 0) -> Path:
+    """Normalized score per task, one panel per task: a bar per method (mean over seeds), a dot per
+    seed, and a 95% bootstrap CI of the mean: over seeds, or over episodes where there is one seed."""
+    rng = np.random.default_rng(seed)
     tasks = sorted(seeds["task_id"].unique())
     methods = sorted(seeds["method"].unique())
     ncols = min(6, len(tasks))
@@ -63,7 +84,14 @@ def per_task_bars(seeds: pd.DataFrame, out: Path) -> Path:
         for i, method in enumerate(methods):
             values = rows.loc[rows["method"] == method, "score"].to_numpy()
             if len(values):
-                ax.bar(i, values.mean(), color=colors[i % 10], alpha=0.75, label=method)
+                if len(values) == 1:  # one seed: the CI is over its episodes
+                    chosen = (episodes["task_id"] == task) & (episodes["method"] == method)
+                    low, high = _mean_ci(episodes.loc[chosen, "score"].to_numpy(), rng)
+                else:
+                    low, high = _mean_ci(values, rng)
+                mean = values.mean()
+                ax.bar(i, mean, color=colors[i % 10], alpha=0.75, label=method)
+                ax.errorbar(i, mean, yerr=[[mean - low], [high - mean]], color="black", capsize=2, linewidth=0.8)
                 ax.scatter(np.full(len(values), i), values, s=8, color="black", zorder=3)
         ax.set_title(task, fontsize=8)
         ax.set_xticks([])
@@ -79,6 +107,9 @@ def per_task_bars(seeds: pd.DataFrame, out: Path) -> Path:
         ncol=min(6, len(methods)),
         fontsize=8,
         bbox_to_anchor=(0.5, -0.02 - 0.02 * (len(methods) > 6)),
+    )
+    fig.suptitle(
+        "bars: mean over seeds; dots: seeds; whiskers: 95% bootstrap CI (over episodes where one seed)", fontsize=8
     )
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return _save(fig, out, "per_task")
@@ -197,8 +228,8 @@ def exploitation(table: pd.DataFrame, out: Path) -> Path:
             ax.fill_between(group["step"], group["mean"] - group["std"], group["mean"] + group["std"], alpha=0.2)
         ax.axhline(0, color="black", linewidth=0.5)
         ax.set_title(task, fontsize=9)
-        ax.set_xlabel("environment step")
-        ax.set_ylabel("actual - predicted return")
+        ax.set_xlabel("episode step (policy steps)")
+        ax.set_ylabel("actual - predicted H-step return\n(task reward units)")
         ax.legend(fontsize=7)
     for ax in axes.flat[len(tasks) :]:
         ax.axis("off")

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 import benchctl
+from benchctl import machine
 from benchctl.errors import BenchctlError
 from benchctl.report import aggregate as agg
 from benchctl.report import plots, tables
@@ -32,6 +33,7 @@ class Report:
     intervals: dict[str, np.ndarray]  # method -> (2, 4)
     improvement: dict[str, tuple[float, np.ndarray]] = field(default_factory=dict)  # "X,Y" -> (P, [lo, hi])
     tasks: list[str] = field(default_factory=list)
+    coverage: str = ""  # which tasks the aggregates cover (per run when runs differ)
 
 
 def parse_formats(text: str) -> list[str]:
@@ -54,20 +56,108 @@ def protocol_warnings(results: Results) -> list[str]:
                 f"mixed protocols: {method} has {'/'.join(map(str, values))} episodes per seed "
                 f"(all cells: {'/'.join(map(str, overall))})"
             )
-    all_seeds = set(cells["seed"])
-    for (method, task), group in cells.groupby(["method", "task_id"]):
-        missing = sorted(all_seeds - set(group["seed"]))
-        if missing:
-            warnings.append(f"partial: {method} on {task} lacks seed(s) {missing}")
-    all_tasks = set(cells["task_id"])
-    for method, group in cells.groupby("method"):
-        missing = sorted(all_tasks - set(group["task_id"]))
-        if missing:
-            warnings.append(f"partial: {method} lacks task(s) {', '.join(missing)}")
+    for _, run_cells in cells.groupby("run"):  # a run is one agent set: its methods should match
+        all_seeds = set(run_cells["seed"])
+        for (method, task), group in run_cells.groupby(["method", "task_id"]):
+            missing = sorted(all_seeds - set(group["seed"]))
+            if missing:
+                warnings.append(f"partial: {method} on {task} lacks seed(s) {missing}")
+        all_tasks = set(run_cells["task_id"])
+        for method, group in run_cells.groupby("method"):
+            missing = sorted(all_tasks - set(group["task_id"]))
+            if missing:
+                warnings.append(f"partial: {method} lacks task(s) {', '.join(missing)}")
     for (method, task), group in cells.groupby(["method", "task_id"]):
         if group["normalization"].map(json.dumps).nunique() > 1:
             warnings.append(f"mixed protocols: {method} on {task} mixes normalizations")
     return warnings
+
+
+def failure_warnings(results: Results) -> list[str]:
+    """Episodes that ended as failed (non-finite actions, diverged simulator), per method and task."""
+    failed = results.episodes[results.episodes["failed"].notna()]
+    return [
+        f"failed episodes: {method} on {task}: {len(group)} of "
+        f"{int(((results.episodes['method'] == method) & (results.episodes['task_id'] == task)).sum())} "
+        f"(e.g. seed {group['seed'].iloc[0]} episode {group['episode'].iloc[0]}: {group['failed'].iloc[0]}); "
+        "each counts with the return it reached"
+        for (method, task), group in failed.groupby(["method", "task_id"])
+    ]
+
+
+def contention_warnings(results: Results) -> tuple[list[str], dict[str, int]]:
+    """Cells whose latency says the machine was busy: episodes over SLOW_EPISODE_FACTOR x the cell's
+    median step latency, or a load average above the CPU count when the cell started.
+
+    Returns (warnings, {method: flagged cells}).
+    """
+    warnings, flagged = [], {}
+    for (method, task, seed), group in results.episodes.groupby(["method", "task_id", "seed"]):
+        slow = machine.slow_episodes(group["latency_p50_ms"].to_numpy())
+        cell = results.cells[
+            (results.cells["method"] == method) & (results.cells["task_id"] == task) & (results.cells["seed"] == seed)
+        ]
+        busy_start = any(m.get("contended_at_start", False) for m in cell["machine"])
+        if not slow.any() and not busy_start:
+            continue
+        flagged[method] = flagged.get(method, 0) + 1
+        reasons = []
+        if slow.any():
+            reasons.append(
+                f"{int(slow.sum())} of {len(slow)} episode(s) over {machine.SLOW_EPISODE_FACTOR:g}x the cell's "
+                f"median step latency ({np.median(group['latency_p50_ms']):.1f} ms)"
+            )
+        if busy_start:
+            loads = [m.get("load_avg", ["?"])[0] for m in cell["machine"]]
+            reasons.append(f"load average {loads[0]} above the CPU count when it started")
+        warnings.append(f"contended latency: {method} on {task} seed {seed}: {'; '.join(reasons)}")
+    return warnings, flagged
+
+
+def ci_warnings(table: agg.ScoreTable) -> list[str]:
+    """Intervals the bootstrap cannot estimate: one run per task gives zero-width CIs."""
+    single = sorted(m for m, s in table.seeds.items() if len(s) < 2)
+    if not single:
+        return []
+    return [
+        f"confidence intervals cannot be estimated for {', '.join(single)}: one run (seed) per task, so the "
+        "bootstrap has nothing to resample; their CIs are zero-width and P(X > Y) can only be 0, 0.5 or 1. "
+        "Evaluate several seeds (--seeds 1,2,3) for intervals"
+    ]
+
+
+def improvement_pairs(
+    table: agg.ScoreTable, run_of: dict[str, str], planner_of: dict[str, str], baseline: str
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """(method, reference) pairs for P(X > Y): every method against `baseline` and 'mppi'.
+
+    A reference named exactly as a method is used as is; a planner name (`policy`) matches that
+    planner's method within each run (agent family), so `tdmpc2/dream_mpc` is compared with
+    `tdmpc2/policy` and `bmpc/dream_mpc` with `bmpc/policy`. Pairs need the same task columns.
+    """
+    methods = list(table.matrices)
+    pairs: list[tuple[str, str]] = []
+    warnings: list[str] = []
+    for ref_name in dict.fromkeys([baseline, "mppi"]):
+        if ref_name in table.matrices:
+            refs = {m: ref_name for m in methods}
+        else:
+            by_run = {run_of[m]: m for m in methods if planner_of[m] == ref_name}
+            refs = {m: by_run[run_of[m]] for m in methods if run_of[m] in by_run}
+        if not refs and ref_name == baseline:
+            warnings.append(
+                f"baseline {baseline!r} matches no method or planner, so no probability of improvement against it; "
+                f"pass --baseline with one of: {', '.join(sorted(set(planner_of.values()) | set(methods)))}"
+            )
+        for m in methods:
+            ref = refs.get(m)
+            if ref is None or ref == m or (m, ref) in pairs:
+                continue
+            if table.tasks_of[m] != table.tasks_of[ref]:
+                warnings.append(f"P({m} > {ref}) not computed: the two cover different tasks")
+                continue
+            pairs.append((m, ref))
+    return pairs, warnings
 
 
 def build_report(
@@ -82,10 +172,11 @@ def build_report(
     if reps < 100:
         raise BenchctlError(f"--reps {reps}: use at least 100 bootstrap replicates (rliable's default is 50,000)")
     results = load_results(roots)
-    warnings = list(results.warnings) + protocol_warnings(results)
+    warnings = list(results.warnings) + protocol_warnings(results) + failure_warnings(results)
     seeds = agg.per_seed(results.episodes)
-    table = agg.score_table(seeds)
-    warnings += table.notes
+    run_of = dict(zip(results.cells["method"], results.cells["run"], strict=True))
+    table = agg.score_table(seeds, run_of)
+    warnings += table.notes + ci_warnings(table)
     if not table.matrices or not table.tasks:
         raise BenchctlError(
             "no task is shared by every method, so there is nothing to aggregate; "
@@ -95,28 +186,25 @@ def build_report(
     top = max(1.0, max(float(m.max()) for m in table.matrices.values()))
     taus = np.linspace(0.0, top, 81)
     profile, bands = agg.performance_profiles(table, taus, reps, seed)
-    improvement = {}
-    references = [r for r in dict.fromkeys([baseline, "mppi"]) if r in table.matrices]
-    if baseline not in table.matrices:
-        warnings.append(
-            f"baseline {baseline!r} is not among the methods; pass --baseline NAME "
-            f"(methods: {', '.join(table.matrices)})"
-        )
-    for k, ref in enumerate(references):
-        for method in table.matrices:
-            if method != ref:
-                improvement[f"{method},{ref}"] = agg.probability_of_improvement(
-                    table.matrices[method], table.matrices[ref], reps, seed + 1 + k
-                )
+    planner_of = dict(zip(results.cells["method"], results.cells["planner"], strict=True))
+    pairs, pair_warnings = improvement_pairs(table, run_of, planner_of, baseline)
+    warnings += pair_warnings
+    improvement = {
+        f"{x},{y}": agg.probability_of_improvement(table.matrices[x], table.matrices[y], reps, seed + 1 + k)
+        for k, (x, y) in enumerate(pairs)
+    }
 
     out.mkdir(parents=True, exist_ok=True)
     figures_dir = out / "figures"
     figures_dir.mkdir(exist_ok=True)
     latency = tables.latency_table(seeds)
+    busy, flagged = contention_warnings(results)
+    warnings += busy
+    latency["contended"] = [flagged.get(m, 0) for m in latency.index]
     figures = {
         "Aggregate metrics (95% CIs)": plots.aggregate_intervals(points, cis, figures_dir),
         "Performance profiles": plots.profiles(profile, bands, taus, figures_dir),
-        "Normalized score per task (dots: seeds)": plots.per_task_bars(seeds, figures_dir),
+        "Normalized score per task (dots: seeds)": plots.per_task_bars(seeds, results.episodes, figures_dir, seed),
         "Compute frontier: IQM against ms per planning step": plots.compute_frontier(points, cis, latency, figures_dir),
     }
     exploitation = exploitation_table(results.episodes)
@@ -133,7 +221,7 @@ def build_report(
         results.cells.loc[results.cells["normalization"].map(lambda n: n.get("kind") == "success"), "task_id"]
     )
     per_task = tables.per_task_table(seeds, success_tasks)
-    protocol = _protocol(results, seeds, table, reps, seed, baseline)
+    protocol = _protocol(results, seeds, table, reps, seed, baseline, run_of)
     files = [p for fig in figures.values() for p in (fig, fig.with_suffix(".pdf"))]
     if "csv" in formats:
         files += _write_csv(out, seeds, per_task, latency, points, cis, improvement)
@@ -162,11 +250,25 @@ def build_report(
         files.append(_write_markdown(out, sections))
     if "html" in formats:
         files.append(_write_html(out, sections))
-    return Report(out, files, warnings, points, cis, improvement, table.tasks)
+    return Report(out, files, warnings, points, cis, improvement, table.tasks, _coverage(table, run_of))
+
+
+def _coverage(table: agg.ScoreTable, run_of: dict[str, str]) -> str:
+    """Which tasks the aggregates cover: one list, or one per run when runs cover different tasks."""
+    sets = {run_of[m]: tasks for m, tasks in table.tasks_of.items()}
+    if len({tuple(t) for t in sets.values()}) == 1:
+        return f"{len(table.tasks)} task(s) every method has: {', '.join(table.tasks)}"
+    return "; ".join(f"run {run}: {len(t)} task(s) ({', '.join(t)})" for run, t in sorted(sets.items()))
 
 
 def _protocol(
-    results: Results, seeds: pd.DataFrame, table: agg.ScoreTable, reps: int, seed: int, baseline: str
+    results: Results,
+    seeds: pd.DataFrame,
+    table: agg.ScoreTable,
+    reps: int,
+    seed: int,
+    baseline: str,
+    run_of: dict[str, str],
 ) -> list[tuple[str, str]]:
     cells = results.cells
     norms = sorted({json.dumps(n, sort_keys=True) for n in cells["normalization"]})
@@ -175,13 +277,14 @@ def _protocol(
         ("episodes per seed", ", ".join(map(str, sorted(set(cells["episodes"]))))),
         ("seeds", ", ".join(map(str, sorted(set(cells["seed"]))))),
         ("normalization", "; ".join(norms) + " (score per run = mean over its episodes)"),
-        ("aggregates cover", f"{len(table.tasks)} task(s) every method has: {', '.join(table.tasks)}"),
+        ("aggregates cover", _coverage(table, run_of)),
         ("runs per method", ", ".join(f"{m}: {len(s)}" for m, s in table.seeds.items())),
         ("bootstrap", f"{agg.CI_METHOD}; {reps} replicates; seed {seed} (numpy's global generator, restored after)"),
         ("optimality gap", "gamma = 1"),
         (
             "probability of improvement",
-            f"against {baseline!r} and 'mppi' where present; Mann-Whitney per task, "
+            f"against {baseline!r} and 'mppi' where present (a planner name matches within each run); "
+            "Mann-Whitney per task, "
             "averaged over tasks; independent stratified bootstrap",
         ),
         (

@@ -62,11 +62,18 @@ def render_per_task(table: pd.DataFrame, fmt: str, digits: int = 1) -> str:
 
 
 def render_latency(table: pd.DataFrame, fmt: str) -> str:
+    """Latency rows; `contended` (cells the report flags as measured on a busy machine) when present."""
+    contended = "contended" in table
     rows = [
-        (str(m), [_fmt(r["ms_mean"], r["ms_std"], 2), f"{r['model_evals']:,.0f}", str(int(r["cells"]))])
+        (
+            str(m),
+            [_fmt(r["ms_mean"], r["ms_std"], 2), f"{r['model_evals']:,.0f}", str(int(r["cells"]))]
+            + ([str(int(r["contended"]))] if contended else []),
+        )
         for m, r in table.sort_values("ms_mean").iterrows()
     ]
-    return _render(["method", "ms / planning step", "WM evals / step", "cells"], rows, fmt)
+    header = ["method", "ms / planning step", "WM evals / step", "cells"] + (["contended cells"] if contended else [])
+    return _render(header, rows, fmt)
 
 
 def _emphasize(text: str, rank: int | None, fmt: str) -> str:
