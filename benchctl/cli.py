@@ -235,15 +235,17 @@ def eval_command(
 def report_command(
     roots: Annotated[list[Path] | None, typer.Argument(help="results folders [default: results]")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="report folder")] = Path("reports/latest"),
-    reps: Annotated[int, typer.Option(help="bootstrap replicates for every CI")] = 2000,
-    seed: Annotated[int, typer.Option(help="bootstrap seed (reports are reproducible)")] = 0,
+    reps: Annotated[int, typer.Option(max=1_000_000, help="bootstrap replicates for every CI")] = 2000,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="bootstrap seed (reports are reproducible)")] = 0,
     formats: Annotated[str, typer.Option("--format", help="text outputs: md,html,tex,csv")] = "md,html,tex,csv",
     baseline: Annotated[str, typer.Option(help="method the probability of improvement compares against")] = "policy",
 ):
     """rliable aggregates, paper-style tables and figures from any results trees (merged)."""
+    from benchctl.paths import writable_dir
     from benchctl.report.render import build_report, parse_formats
 
     chosen = parse_formats(formats)
+    writable_dir("--out", out_dir)
     with err.status("bootstrapping confidence intervals..."):
         report = build_report(roots or [Path("results")], out_dir, reps, seed, chosen, baseline)
     for warning in report.warnings:
@@ -316,8 +318,8 @@ def train_command(
     family: Annotated[str, typer.Option(help="agent family: tdmpc2 or bmpc")] = "tdmpc2",
     size: Annotated[int, typer.Option(help="official model size: 1, 5, 19, 48 or 317 (millions of parameters)")] = 5,
     dims: Annotated[str | None, typer.Option(help="enc,mlp,latent instead of --size, e.g. 128,128,64")] = None,
-    steps: Annotated[int, typer.Option(min=1, help="environment steps (after action repeat)")] = 100_000,
-    seed: Annotated[int, typer.Option(help="training seed")] = 1,
+    steps: Annotated[int, typer.Option(min=1, max=10**9, help="environment steps (after action repeat)")] = 100_000,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="training seed")] = 1,
     planner: Annotated[
         str | None, typer.Option(help="planner that acts during training [default: dream_mpc; bmpc: mppi]")
     ] = None,
@@ -327,10 +329,10 @@ def train_command(
         typer.Option("--out", help="checkpoint [default: checkpoints/<family>/<suite>/<task>-<seed>.pt]"),
     ] = None,
     eval_every: Annotated[int, typer.Option(min=1, help="steps between evaluations")] = 10_000,
-    eval_episodes: Annotated[int, typer.Option(min=1, help="episodes per evaluation")] = 10,
+    eval_episodes: Annotated[int, typer.Option(min=1, max=MAX_EPISODES, help="episodes per evaluation")] = 10,
     save_every: Annotated[int, typer.Option(min=1, help="steps between saves (resume points)")] = 10_000,
     seed_steps: Annotated[
-        int | None, typer.Option(help="random-action steps [default: max(1000, 5 x episode length)]")
+        int | None, typer.Option(min=0, help="random-action steps [default: max(1000, 5 x episode length)]")
     ] = None,
     reanalyze_interval: Annotated[int, typer.Option(min=1, help="bmpc: lazy reanalyze every k-th update")] = 10,
     reanalyze_sequences: Annotated[
@@ -338,6 +340,7 @@ def train_command(
     ] = 20,
 ):
     """Train a TD-MPC2 or BMPC agent and write an official-format checkpoint; rerunning resumes from the last save."""
+    from benchctl.paths import writable_file
     from benchctl.planners.base import parse_set, planner_class
     from benchctl.train.trainer import FAMILIES, Trainer, TrainRequest
 
@@ -356,7 +359,9 @@ def train_command(
                 f"--dims {dims}: give enc,mlp,latent as positive integers, latent a multiple of 8, "
                 "e.g. --dims 128,128,64"
             ) from None
-    out_file = out_path or Path("checkpoints") / family / task_obj.suite / f"{task_obj.name}-{seed}.pt"
+    out_file = writable_file(
+        "--out", out_path or Path("checkpoints") / family / task_obj.suite / f"{task_obj.name}-{seed}.pt"
+    )
     request = TrainRequest(
         task=task_obj,
         family=family,
@@ -467,8 +472,8 @@ def gradients_command(
     ] = None,
     ground_truth_only: Annotated[bool, typer.Option(help="no learned agent: Grad-MPC on the true pendulum")] = False,
     horizons: Annotated[str, typer.Option(help="planning horizons")] = "1,2,3,5,10,15,20,30",
-    samples: Annotated[int, typer.Option(min=2, help="gradient samples per state")] = 32,
-    states: Annotated[int, typer.Option(min=1, help="states per seed")] = 100,
+    samples: Annotated[int, typer.Option(min=2, max=100_000, help="gradient samples per state")] = 32,
+    states: Annotated[int, typer.Option(min=1, max=100_000, help="states per seed")] = 100,
     seeds: Annotated[str, typer.Option(help="seeds")] = "1,2,3",
     out_dir: Annotated[Path, typer.Option("--out", help="output folder")] = Path("reports/gradients"),
 ):
@@ -477,8 +482,10 @@ def gradients_command(
 
     from benchctl.agents import load_checkpoint_with_info
     from benchctl.analysis.gradients import StudyConfig, run_study
+    from benchctl.paths import writable_dir
     from benchctl.report.plots import gradient_curves
 
+    writable_dir("--out", out_dir)
     agent, label = None, None
     if not ground_truth_only:
         path = checkpoint or DEFAULT_PENDULUM
@@ -539,12 +546,15 @@ def profile_command(
     action_dim: Annotated[int, typer.Option(min=1, help="synthetic agents' action size")] = 6,
     gpu: Annotated[bool, typer.Option(help="profile on CUDA")] = False,
     compile_mode: Annotated[str, typer.Option("--compile", help="none, compile (torch.compile) or cudagraph")] = "none",
-    calls: Annotated[int, typer.Option(min=3, help="timed planning steps per planner, after warm-up")] = 200,
+    calls: Annotated[
+        int, typer.Option(min=3, max=1_000_000, help="timed planning steps per planner, after warm-up")
+    ] = 200,
     sweep: Annotated[
         list[str] | None, typer.Option(help="NAME=v1,v2: candidates, horizon, iterations, action_dim, size")
     ] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="planner option key=value")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="output folder")] = Path("reports/profile"),
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads [default: torch's choice]")] = None,
 ):
     """Latency (mean, std, p50, p95, p99), peak memory and model evaluations per planning step, and scaling sweeps."""
     import json
@@ -557,8 +567,12 @@ def profile_command(
     from benchctl.analysis import latency
     from benchctl.planners import registry
     from benchctl.report.plots import latency_bars, sweep_lines
+    from benchctl.machine import set_threads
+    from benchctl.paths import writable_dir
     from benchctl.train.tdmpc2 import SIZES, new_model
 
+    set_threads(threads)
+    writable_dir("--out", out_dir)
     device = execute.check_device("cuda" if gpu else "cpu")
     if compile_mode not in ("none", "compile", "cudagraph"):
         raise BenchctlError(f"--compile {compile_mode}: choose none, compile or cudagraph")
@@ -729,7 +743,9 @@ def main() -> None:
     """
     keep_freed_memory()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # outside standalone mode, typer returns typer.Exit's code
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except BenchctlError as exc:
         _fail(str(exc))
     except typer.Exit as exc:

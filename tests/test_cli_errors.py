@@ -103,7 +103,12 @@ def test_unknown_set_key(official_dir):
         ("horizon=abc", "takes a int"),
         ("eval_noise=maybe", "takes a bool"),
         ("horizon", "not key=value"),
-        ("num_elites=0", "num_elites must be between 1 and num_samples"),
+        ("num_elites=600", "num_elites must be between 1 and num_samples"),
+        ("num_elites=0", "mppi.num_elites must be >= 1, not 0"),
+        ("temperature=nan", "mppi.temperature must be a finite number"),
+        ("temperature=inf", "mppi.temperature must be a finite number"),
+        ("temperature=-0.5", "mppi.temperature must be > 0"),
+        ("num_samples=1000000000", "mppi.num_samples must be <= 1,000,000"),
     ],
 )
 def test_ill_typed_set(official_dir, item, needle):

@@ -26,6 +26,11 @@ def _save(fig, out: Path, name: str) -> Path:
 
 def aggregate_intervals(points: dict, cis: dict, out: Path) -> Path:
     """Median, IQM, mean and optimality gap with 95% CIs per method (Dream-MPC Fig. 2 style)."""
+    return _save(aggregate_figure(points, cis), out, "aggregates")
+
+
+def aggregate_figure(points: dict, cis: dict):
+    """The figure of `aggregate_intervals`: points {method: (4,)}, cis {method: (2, 4)}."""
     methods = sorted(points, key=lambda m: points[m][1])
     row_height = 0.5  # inches per method
     height = max(2, len(methods)) * row_height
@@ -43,7 +48,7 @@ def aggregate_intervals(points: dict, cis: dict, out: Path) -> Path:
         ax.tick_params(axis="x", labelsize="large")
     # Below the tick labels at any number of methods (rliable places it at a fixed fraction of the height).
     fig.text(0.5, -0.6 / height, "Normalized score (95% stratified-bootstrap CIs)", ha="center", fontsize="x-large")
-    return _save(fig, out, "aggregates")
+    return fig
 
 
 def profiles(profile: dict, bands: dict, taus: np.ndarray, out: Path) -> Path:

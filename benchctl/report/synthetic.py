@@ -27,9 +27,13 @@ def write_cell(
     successes: list[bool] | None = None,
     step_rewards: list[float] | None = None,
     predicted_rewards: list[float] | None = None,
+    episode_latency_ms: list[float] | None = None,
+    failed: dict[int, str] | None = None,
+    machine: dict | None = None,
 ) -> Path:
     """One cell file whose episodes have exactly `returns` (and, if given, these per-step rewards and
-    predicted H-step reward sums, identical for every episode)."""
+    predicted H-step reward sums, identical for every episode; a median latency per episode; a
+    failure reason for some episodes; the header's machine snapshot)."""
     config = config or {}
     path = cell_path(out, run, suite, task, planner, config, seed)
     header = {
@@ -48,9 +52,11 @@ def write_cell(
         "normalization": normalization or DMC_NORMALIZATION,
         "versions": {"benchctl": "synthetic"},
         "discount": 0.99,
+        "machine": machine or {"cpu_count": 2, "affinity": [0, 1], "load_avg": [0.1, 0.1, 0.1]},
     }
     cell = open_cell(path, header)
     for i, value in enumerate(returns):
+        ms = latency_ms if episode_latency_ms is None else episode_latency_ms[i]
         cell.append(
             {
                 "type": "episode",
@@ -58,11 +64,12 @@ def write_cell(
                 "return": float(value),
                 "success": None if successes is None else bool(successes[i]),
                 "length": 500,
-                "latency_ms": {"mean": latency_ms, "p50": latency_ms, "p95": latency_ms, "max": latency_ms},
+                "latency_ms": {"mean": ms, "p50": ms, "p95": ms, "max": ms},
                 "model_evals_per_step": model_evals,
             }
             | ({} if step_rewards is None else {"rewards": step_rewards})
             | ({} if predicted_rewards is None else {"predicted_rewards": predicted_rewards})
+            | ({"failed": failed[i]} if failed and i in failed else {})
         )
     return path
 
