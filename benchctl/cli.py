@@ -170,9 +170,7 @@ def eval_command(
     task: Annotated[str | None, typer.Option(help="the task of --checkpoint")] = None,
     tasks: Annotated[str | None, typer.Option(help="comma-separated subset of the suite's tasks")] = None,
     seeds: Annotated[str | None, typer.Option(help="comma-separated checkpoint seeds [default: 1,2,3]")] = None,
-    episodes: Annotated[
-        int, typer.Option(min=1, max=MAX_EPISODES, help="episodes per (task, planner, seed)")
-    ] = 10,
+    episodes: Annotated[int, typer.Option(min=1, max=MAX_EPISODES, help="episodes per (task, planner, seed)")] = 10,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     out_dir: Annotated[Path, typer.Option("--out", help="results folder")] = Path("results"),
     run: Annotated[str | None, typer.Option(help="name of this run under --out [default: agent family]")] = None,
@@ -565,10 +563,10 @@ def profile_command(
     from benchctl import execute
     from benchctl.agents import load_checkpoint_with_info
     from benchctl.analysis import latency
-    from benchctl.planners import registry
-    from benchctl.report.plots import latency_bars, sweep_lines
     from benchctl.machine import set_threads
     from benchctl.paths import writable_dir
+    from benchctl.planners import registry
+    from benchctl.report.plots import latency_bars, sweep_lines
     from benchctl.train.tdmpc2 import SIZES, new_model
 
     set_threads(threads)

@@ -293,11 +293,12 @@ def run(request: EvalRequest, reporter: Reporter) -> list[CellResult]:
                     cell.append(record)
                     eta.finished(spec.name, agent.task.episode_length, record)
                     p50s = np.array([e["latency_ms"]["p50"] for e in cell.episodes])
-                    if machine.slow_episodes(p50s)[-1]:
+                    p95s = np.array([e["latency_ms"]["p95"] for e in cell.episodes])
+                    if machine.slow_episodes(p50s, p95s)[-1]:
                         reporter.warn(
-                            f"{label} episode {index}: {p50s[-1]:.1f} ms/step, over {machine.SLOW_EPISODE_FACTOR:g}x "
-                            f"the cell's median ({np.median(p50s):.1f}); the machine looks contended "
-                            f"(load average {record['load_avg']}); the report flags it"
+                            f"{label} episode {index}: planning latency p50 {p50s[-1]:.1f} / p95 {p95s[-1]:.1f} "
+                            f"ms/step against a cell median of {np.median(p50s):.1f}: the machine looks busy "
+                            f"(load average {record['load_avg']}); the report flags this cell"
                         )
                     if "failed" in record:
                         reporter.warn(f"{label} episode {index} failed: {record['failed']} (recorded as failed)")

@@ -2,7 +2,9 @@
 
 Latency is only comparable between runs on quiet machines: a 2-core machine running a training
 job next to `benchctl eval` can make one episode 200x slower per step. Every results header records
-this snapshot, every episode the load at its end, and the report flags what looks contended.
+this snapshot, every episode the load at its end, and the report flags cells whose latency spread
+says the machine was busy. The load average itself is only recorded: it trails by a minute (a pip
+install just before an eval still shows), so it does not decide a flag.
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ import numpy as np
 
 from benchctl.errors import BenchctlError
 
-# An episode whose median step latency exceeds its cell's median by this factor was slowed by
-# something outside benchctl (episodes of one cell run the same computation).
-SLOW_EPISODE_FACTOR = 2.0
+# Latency says a machine was busy when it spreads more than one computation can explain: an
+# episode's p95 step latency over WITHIN_EPISODE_FACTOR x its median (every step plans the same
+# way), an episode's median over ACROSS_EPISODES_FACTOR x its cell's, or a cell's median over
+# ACROSS_CELLS_FACTOR x the median of the same method's cells on other tasks (same agent size).
+WITHIN_EPISODE_FACTOR = 3.0
+ACROSS_EPISODES_FACTOR = 2.0
+ACROSS_CELLS_FACTOR = 3.0
 # Latencies below this are dominated by timer and interpreter noise; their spread says nothing.
 MIN_FLAGGED_MS = 1.0
 
@@ -56,18 +62,22 @@ def set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
-def slow_episodes(p50_ms: np.ndarray) -> np.ndarray:
-    """Boolean mask over one cell's episodes: median step latency > SLOW_EPISODE_FACTOR x the cell's.
+def slow_episodes(p50_ms: np.ndarray, p95_ms: np.ndarray) -> np.ndarray:
+    """Boolean mask over one cell's episodes whose latency spread says the machine was busy.
 
-    p50_ms: (episodes,) each episode's median planning latency in ms.
+    p50_ms, p95_ms: (episodes,) each episode's median and 95th-percentile planning latency in ms.
     """
-    p50_ms = np.asarray(p50_ms, dtype=float)
+    p50_ms, p95_ms = np.asarray(p50_ms, dtype=float), np.asarray(p95_ms, dtype=float)
+    within = (p95_ms > WITHIN_EPISODE_FACTOR * p50_ms) & (p95_ms > MIN_FLAGGED_MS)
     if len(p50_ms) < 2:
-        return np.zeros(len(p50_ms), dtype=bool)
-    typical = np.nanmedian(p50_ms)
-    return (p50_ms > SLOW_EPISODE_FACTOR * typical) & (p50_ms > MIN_FLAGGED_MS)
+        return within
+    across = (p50_ms > ACROSS_EPISODES_FACTOR * np.nanmedian(p50_ms)) & (p50_ms > MIN_FLAGGED_MS)
+    return within | across
 
 
-def overloaded(load_avg: float | None, cpu_count: int) -> bool:
-    """More runnable processes than CPUs: benchctl's threads had to wait for a core."""
-    return load_avg is not None and load_avg > cpu_count
+def slow_cells(cell_p50_ms: np.ndarray) -> np.ndarray:
+    """Boolean mask over one method's cells (3 or more): median latency far above the method's."""
+    cell_p50_ms = np.asarray(cell_p50_ms, dtype=float)
+    if len(cell_p50_ms) < 3:
+        return np.zeros(len(cell_p50_ms), dtype=bool)
+    return (cell_p50_ms > ACROSS_CELLS_FACTOR * np.nanmedian(cell_p50_ms)) & (cell_p50_ms > MIN_FLAGGED_MS)

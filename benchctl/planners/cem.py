@@ -29,12 +29,14 @@ class CEMConfig:
     )
     init_std: float = option(1.0, "initial sampling std (PlaNet 1; Byravan sweeps {0.1, 0.25, 0.5, 1})")
     mean_step: float | None = option(
-        None, "smoothing toward the elite mean; None = 1 (PlaNet) or 0.9 with init=policy (Byravan)",
+        None,
+        "smoothing toward the elite mean; None = 1 (PlaNet) or 0.9 with init=policy (Byravan)",
         above=0.0,
         at_most=1.0,
     )
     std_step: float | None = option(
-        None, "smoothing toward the elite std; None = 1 (PlaNet) or 0.5 with init=policy (Byravan)",
+        None,
+        "smoothing toward the elite std; None = 1 (PlaNet) or 0.5 with init=policy (Byravan)",
         above=0.0,
         at_most=1.0,
     )

@@ -28,14 +28,18 @@ class CEMGDConfig:
     resample_samples: int = option(10, "samples per CEM iteration at t > 0: N_r = 50 as 5 x 10 (Alg. 1)")
     cem_iterations: int = option(5, "CEM iterations per step (released code: num_iterations=5)")
     elite_ratio: float = option(0.1, "fraction of samples refitted by CEM (released code)", above=0.0, at_most=1.0)
-    cem_alpha: float = option(0.1, "weight of the old mean/std in the CEM refit (mbrl-lib alpha)", at_least=0.0, at_most=1.0)
+    cem_alpha: float = option(
+        0.1, "weight of the old mean/std in the CEM refit (mbrl-lib alpha)", at_least=0.0, at_most=1.0
+    )
     init_std: float = option(
         1.0, "sampling std: N(mu, I) in the paper (the code's (ub - lb)^2 / 16 variance is std 0.5)"
     )
     top_k: int = option(1, "sequences refined by gradient steps, k (Alg. 1)")
     gd_steps: int = option(10, "gradient updates per sequence, G (paper; released code 15)", at_least=0)
     eta: float = option(0.01, "initial step size eta_init of the line search (Alg. 1)")
-    backtrack: float = option(0.67, "step shrink rho per failed trial (Alg. 1; the code's 1/1.5)", above=0.0, at_most=1.0)
+    backtrack: float = option(
+        0.67, "step shrink rho per failed trial (Alg. 1; the code's 1/1.5)", above=0.0, at_most=1.0
+    )
     line_search_trials: int = option(8, "trials J per update before the sequence stops (Alg. 1)")
     optimizer: Literal["plain", "adam"] = option(
         "plain", "plain projected gradient step (paper) or the code's projected Adam"

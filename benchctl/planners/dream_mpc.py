@@ -25,12 +25,14 @@ class DreamMPCConfig:
     iterations: int = option(1, "gradient steps I per planning step (Tab. 7)")
     lr: float = option(0.1, "step size alpha of the plain SGD ascent (Tab. 7)")
     reuse: float = option(
-        0.1, "reuse coefficient rho: a = rho * shifted previous + (1 - rho) * proposal (Eq. 3, Tab. 7)",
+        0.1,
+        "reuse coefficient rho: a = rho * shifted previous + (1 - rho) * proposal (Eq. 3, Tab. 7)",
         at_least=0.0,
         at_most=1.0,
     )
     lambda_unc: float | None = option(
-        None, "uncertainty coefficient lambda (Eq. 6); None = per backbone: 0.01 TD-MPC2, 0.1 BMPC (authors' runs)",
+        None,
+        "uncertainty coefficient lambda (Eq. 6); None = per backbone: 0.01 TD-MPC2, 0.1 BMPC (authors' runs)",
         at_least=0.0,
     )
     uncertainty_grad: bool = option(

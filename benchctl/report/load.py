@@ -97,6 +97,7 @@ def load_results(roots: list[Path]) -> Results:
                         "score": float(score),
                         "latency_ms": float(latency.get("mean", np.nan)),
                         "latency_p50_ms": float(latency.get("p50", np.nan)),
+                        "latency_p95_ms": float(latency.get("p95", np.nan)),
                         "model_evals": float(e.get("model_evals_per_step", np.nan)),
                         "length": e.get("length"),
                         "rewards": e.get("rewards"),

@@ -96,7 +96,8 @@ def per_task_bars(seeds: pd.DataFrame, episodes: pd.DataFrame, out: Path, seed: 
                     low, high = _mean_ci(values, rng)
                 mean = values.mean()
                 ax.bar(i, mean, color=colors[i % 10], alpha=0.75, label=method)
-                ax.errorbar(i, mean, yerr=[[mean - low], [high - mean]], color="black", capsize=2, linewidth=0.8)
+                whiskers = [[max(0.0, mean - low)], [max(0.0, high - mean)]]  # >= 0 through rounding
+                ax.errorbar(i, mean, yerr=whiskers, color="black", capsize=2, linewidth=0.8)
                 ax.scatter(np.full(len(values), i), values, s=8, color="black", zorder=3)
         ax.set_title(task, fontsize=8)
         ax.set_xticks([])

@@ -86,31 +86,36 @@ def failure_warnings(results: Results) -> list[str]:
 
 
 def contention_warnings(results: Results) -> tuple[list[str], dict[str, int]]:
-    """Cells whose latency says the machine was busy: episodes over SLOW_EPISODE_FACTOR x the cell's
-    median step latency, or a load average above the CPU count when the cell started.
+    """Cells whose latency spread says the machine was busy (machine.slow_episodes, slow_cells).
 
     Returns (warnings, {method: flagged cells}).
     """
+    episodes = results.episodes
+    cells = episodes.groupby(["method", "task_id", "seed"])
+    median = cells["latency_p50_ms"].median()
+    slow_cell = pd.concat(
+        [pd.Series(machine.slow_cells(group.to_numpy()), index=group.index) for _, group in median.groupby("method")]
+    )
     warnings, flagged = [], {}
-    for (method, task, seed), group in results.episodes.groupby(["method", "task_id", "seed"]):
-        slow = machine.slow_episodes(group["latency_p50_ms"].to_numpy())
-        cell = results.cells[
-            (results.cells["method"] == method) & (results.cells["task_id"] == task) & (results.cells["seed"] == seed)
-        ]
-        busy_start = any(m.get("contended_at_start", False) for m in cell["machine"])
-        if not slow.any() and not busy_start:
+    for key, group in cells:
+        slow = machine.slow_episodes(group["latency_p50_ms"].to_numpy(), group["latency_p95_ms"].to_numpy())
+        if not slow.any() and not slow_cell[key]:
             continue
+        method, task, seed = key
         flagged[method] = flagged.get(method, 0) + 1
         reasons = []
         if slow.any():
             reasons.append(
-                f"{int(slow.sum())} of {len(slow)} episode(s) over {machine.SLOW_EPISODE_FACTOR:g}x the cell's "
-                f"median step latency ({np.median(group['latency_p50_ms']):.1f} ms)"
+                f"{int(slow.sum())} of {len(slow)} episode(s) with a latency spread one computation cannot explain"
             )
-        if busy_start:
-            loads = [m.get("load_avg", ["?"])[0] for m in cell["machine"]]
-            reasons.append(f"load average {loads[0]} above the CPU count when it started")
-        warnings.append(f"contended latency: {method} on {task} seed {seed}: {'; '.join(reasons)}")
+        if slow_cell[key]:
+            reasons.append(
+                f"median {median[key]:.1f} ms/step, over {machine.ACROSS_CELLS_FACTOR:g}x {method}'s median on "
+                f"other tasks ({median[method].median():.1f})"
+            )
+        loads = [x for x in group["load_avg"] if x is not None and np.isfinite(x)]
+        load = f" (load average up to {max(loads):.2f})" if loads else ""
+        warnings.append(f"contended latency: {method} on {task} seed {seed}: {'; '.join(reasons)}{load}")
     return warnings, flagged
 
 

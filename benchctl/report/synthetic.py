@@ -27,12 +27,13 @@ def write_cell(
     successes: list[bool] | None = None,
     step_rewards: list[float] | None = None,
     predicted_rewards: list[float] | None = None,
-    episode_latency_ms: list[float] | None = None,
+    episode_latency_ms: list[float | tuple[float, float]] | None = None,
     failed: dict[int, str] | None = None,
     machine: dict | None = None,
 ) -> Path:
     """One cell file whose episodes have exactly `returns` (and, if given, these per-step rewards and
-    predicted H-step reward sums, identical for every episode; a median latency per episode; a
+    predicted H-step reward sums, identical for every episode; a median latency, or (median, p95),
+    per episode; a
     failure reason for some episodes; the header's machine snapshot)."""
     config = config or {}
     path = cell_path(out, run, suite, task, planner, config, seed)
@@ -57,6 +58,7 @@ def write_cell(
     cell = open_cell(path, header)
     for i, value in enumerate(returns):
         ms = latency_ms if episode_latency_ms is None else episode_latency_ms[i]
+        p50, p95 = ms if isinstance(ms, tuple) else (ms, ms)
         cell.append(
             {
                 "type": "episode",
@@ -64,7 +66,7 @@ def write_cell(
                 "return": float(value),
                 "success": None if successes is None else bool(successes[i]),
                 "length": 500,
-                "latency_ms": {"mean": ms, "p50": ms, "p95": ms, "max": ms},
+                "latency_ms": {"mean": p50, "p50": p50, "p95": p95, "max": p95},
                 "model_evals_per_step": model_evals,
             }
             | ({} if step_rewards is None else {"rewards": step_rewards})
