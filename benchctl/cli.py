@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -15,6 +15,9 @@ from rich.table import Table
 
 from benchctl.errors import BenchctlError, unknown
 from benchctl.runtime import keep_freed_memory
+
+if TYPE_CHECKING:  # execute imports torch: loaded only by the commands that run agents
+    from benchctl.execute import Eta
 
 app = typer.Typer(
     name="benchctl",
@@ -48,15 +51,20 @@ def _seeds(text: str | None) -> list[int]:
         ) from None
 
 
-def _progress(unit: str) -> Progress:
-    """A progress bar on stderr: description, bar, done/total `unit`, elapsed and remaining time."""
+def _progress(unit: str, eta_field: bool = False) -> Progress:
+    """A progress bar on stderr: description, bar, done/total `unit`, elapsed and remaining time.
+
+    With `eta_field` the remaining time is the task's `eta` field, set by the caller (rich's own
+    estimate assumes every unit costs the same).
+    """
+    remaining = TextColumn("{task.fields[eta]}") if eta_field else TimeRemainingColumn()
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn(unit),
         TimeElapsedColumn(),
-        TimeRemainingColumn(),
+        remaining,
         console=err,
     )
 
@@ -65,20 +73,12 @@ class RichReporter:
     """Progress bar over episodes with an honest ETA (per-planner step rates); warnings above it."""
 
     def __init__(self):
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("episodes"),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[eta]}"),
-            console=err,
-        )
+        self.progress = _progress("episodes", eta_field=True)
         self.bar = None
         self.total = self.done = 0
         self.eta = None
 
-    def start(self, total: int, done: int, eta) -> None:
+    def start(self, total: int, done: int, eta: Eta) -> None:
         if done:
             err.print(f"resuming: {done} of {total} episodes already on disk")
         self.total, self.done, self.eta = total, done, eta
@@ -113,6 +113,7 @@ class RichReporter:
     def stop(self) -> None:
         if self.bar is not None:
             self.progress.stop()
+            self.bar = None
 
 
 def _run_eval(request, reporter: RichReporter):
