@@ -289,6 +289,9 @@ class TrainProgress:
         text = ", ".join(f"{k} {v:.1f}" for k, v in returns.items())
         self.view.console.print(f"eval at step {step:,}: {text}")
 
+    def note(self, message: str) -> None:
+        self.view.console.print(message, markup=False)
+
     def stop(self) -> None:
         if self.bar is not None:
             self.view.stop()
@@ -337,11 +340,15 @@ def train_command(
     reanalyze_sequences: Annotated[
         int, typer.Option(min=1, help="bmpc: batch windows replanned per reanalyze (x horizon observations)")
     ] = 20,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads [default: torch's choice]")] = None,
 ):
     """Train a TD-MPC2 or BMPC agent and write an official-format checkpoint; rerunning resumes from the last save."""
+    from benchctl.machine import set_threads
     from benchctl.paths import writable_file
     from benchctl.planners.base import parse_set, planner_class
     from benchctl.train.trainer import FAMILIES, Trainer, TrainRequest
+
+    set_threads(threads)
 
     if family not in FAMILIES:
         raise BenchctlError(f"--family {family}: choose one of {', '.join(FAMILIES)}")
@@ -391,6 +398,36 @@ def train_command(
     )
 
 
+@app.command("queue")
+def queue_command(
+    file: Annotated[Path | None, typer.Option(help="queue file [default: checkpoints/queue.toml]")] = None,
+):
+    """Run the training queue: its jobs one at a time, at low priority (nice 19, 1 thread); rerun to continue."""
+    import os
+    import subprocess
+
+    from benchctl.train.queue import QUEUE_FILE, load_queue
+
+    jobs = load_queue(file or QUEUE_FILE)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    for job in jobs:
+        done = job.steps_done()
+        if done >= job.steps:
+            out.print(f"{job.label}: done ({done:,} of {job.steps:,} steps)")
+            continue
+        out.print(f"{job.label}: training from step {done:,} to {job.steps:,} (nice 19, 1 thread)")
+        code = subprocess.call(
+            [sys.executable, "-m", "benchctl", "train", *job.args, "--threads", "1"],
+            env=env,
+            preexec_fn=lambda: os.nice(19),  # the machine's other work goes first
+        )
+        if code in (INTERRUPTED, -2):  # Ctrl-C reached the job too
+            raise typer.Exit(INTERRUPTED)
+        if code != 0:
+            err.print(f"[yellow]warning:[/yellow] {job.label} stopped with exit code {code}; next job")
+    out.print(f"queue: {sum(j.steps_done() >= j.steps for j in jobs)} of {len(jobs)} jobs done")
+
+
 DEFAULT_PENDULUM = Path("checkpoints/tdmpc2/pendulum/Pendulum-v1-1.pt")
 
 
@@ -424,7 +461,7 @@ def ship_command(
         raise BenchctlError(
             f"{checkpoint}: pass a checkpoint file inside {root} (checkpoints/<family>/<suite>/<task>-<seed>.pt)"
         )
-    resume = path.with_name(path.name + ".resume.pt")
+    resume = path.with_name(path.name + ".resume.pt")  # written beside every checkpoint benchctl trains
     if not resume.is_file():
         raise BenchctlError(f"{resume} is missing: ship reads the training run (task, steps, planner) from it")
     state = torch.load(resume, weights_only=True, map_location="cpu")

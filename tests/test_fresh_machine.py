@@ -86,9 +86,16 @@ def test_output_paths_that_cannot_be_written(tmp_path):
 
 def test_ctrl_c_keeps_finished_episodes_says_how_to_resume_and_exits_130(tmp_path):
     out = tmp_path / "results"
-    args = smoke("--planner", "policy", "--episodes", "500", "--out", str(out))
+    args = smoke("--planner", "policy", "--episodes", "10000", "--out", str(out))
     env = dict(os.environ, COLUMNS="200")
-    proc = subprocess.Popen([sys.executable, "-m", "benchctl", *args], stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchctl", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        # a shell's background jobs ignore SIGINT, and children inherit that: give this one Ctrl-C back
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 300
     while time.time() < deadline:  # wait for two finished episodes on disk
         files = list(out.rglob("seed-*.jsonl"))

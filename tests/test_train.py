@@ -3,6 +3,7 @@ checkpoints, and resumes after SIGKILL from its last save."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from benchctl.suites import load_suite, make_env
 from benchctl.train.buffer import ReplayBuffer
 from benchctl.train.tdmpc2 import TDMPC2Learner, TrainConfig, new_model, soft_ce
 from benchctl.train.trainer import Trainer, TrainRequest
-from tests.conftest import TDMPC2_MS1
+from tests.conftest import TDMPC2_MS1, run_cli
 
 
 def random_episodes(task, episodes: int, seed: int = 0) -> ReplayBuffer:
@@ -166,11 +167,88 @@ def test_sigkill_resumes_from_the_last_save_with_the_same_buffer(tmp_path):
     trainer = Trainer(request)
     assert trainer.try_resume()
     assert trainer.step == saved["step"]
+    saved_buffer = torch.load(tmp_path / "agent.pt.buffer.pt", weights_only=True)
+    assert saved_buffer["step"] == saved["step"]
+    saved["buffer"] = saved_buffer["buffer"]
     assert trainer.buffer.size == int(saved["buffer"]["lengths"].sum() + len(saved["buffer"]["lengths"]))
     assert trainer.buffer.size == 101 * (saved["step"] // 100)  # every finished episode kept, none twice
     rerun = subprocess.run([sys.executable, "-m", "benchctl", *args], capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert f"resuming from step {saved['step']:,}" in rerun.stderr
     final = torch.load(resume, weights_only=True)
-    assert final["step"] == 1000 and final["buffer"]["lengths"].tolist() == [100] * 10
+    final_buffer = torch.load(tmp_path / "agent.pt.buffer.pt", weights_only=True)["buffer"]
+    assert final["step"] == 1000 and final_buffer["lengths"].tolist() == [100] * 10
     assert load_checkpoint_with_info(out)[1].family == "tdmpc2"
+
+
+def test_training_continues_from_the_resume_file_alone_refilling_its_buffer(tmp_path):
+    """What a committed checkpoint gives another machine: weights, optimizer, step, no replay buffer."""
+    task = load_suite("smoke").task("cartpole-swingup")
+    out = tmp_path / "agent.pt"
+
+    def request(steps: int) -> TrainRequest:
+        return TrainRequest(
+            task=task,
+            out=out,
+            steps=steps,
+            seed=1,
+            size=None,
+            dims=(32, 32, 16),
+            planner="policy",
+            seed_steps=200,
+            save_every=200,
+            eval_every=100_000,
+            eval_episodes=1,
+            batch_size=32,
+        )
+
+    class Quiet:
+        notes: list[str] = []
+
+        def start(self, total, done): ...
+        def progress(self, step, info): ...
+        def evaluation(self, step, returns): ...
+        def note(self, message):
+            self.notes.append(message)
+
+    Trainer(request(400)).run(Quiet())
+    first = torch.load(out.with_name("agent.pt.resume.pt"), weights_only=True)
+    assert first["step"] == 400 and "buffer" not in first  # the committable file holds no buffer
+    out.with_name("agent.pt.buffer.pt").unlink()  # a fresh clone has only the committed files
+
+    trainer, quiet = Trainer(request(800)), Quiet()
+    trainer.run(quiet)
+    assert trainer.step == 800 and trainer.refill == 200
+    assert quiet.notes and "refill 200 steps" in quiet.notes[0]
+    log = [json.loads(line) for line in out.with_name("agent.log.jsonl").read_text().splitlines()]
+    lost = [r for r in log if r["type"] == "buffer_lost"]
+    assert len(lost) == 1 and lost[0]["step"] == 400 and lost[0]["refill_steps"] == 200
+    after = [r for r in log if r["type"] == "episode" and r["step"] > 400]
+    assert [r["step"] for r in after] == [500, 600, 700, 800]  # the step count continues
+    # no update until the buffer holds 200 entries again (after the episode ending at step 600)
+    refilling, updating = after[:1], after[1:]
+    assert all("value_loss" not in r for r in refilling)
+    assert all(np.isfinite(r["total_loss"]) and np.isfinite(r["value_loss"]) for r in updating)
+    assert trainer.buffer.size == 4 * 101  # only what was acted after the resume
+
+
+def test_queue_runs_its_jobs_at_low_priority_and_skips_finished_ones(tmp_path):
+    out = tmp_path / "queue" / "agent.pt"
+    queue = tmp_path / "queue.toml"
+    queue.write_text(
+        "[[job]]\n"
+        'args = "--task cartpole-swingup --suite smoke --dims 32,32,16 --steps 300 --seed-steps 200 '
+        f'--save-every 100 --eval-every 100000 --eval-episodes 1 --planner policy --out {out}"\n'
+    )
+    proc = run_cli("queue", "--file", str(queue))
+    assert proc.returncode == 0, proc.stderr
+    assert "training from step 0 to 300 (nice 19, 1 thread)" in proc.stdout
+    assert torch.load(out.with_name("agent.pt.resume.pt"), weights_only=True)["step"] == 300
+    start = json.loads(out.with_name("agent.log.jsonl").read_text().splitlines()[0])
+    assert start["type"] == "start" and start["nice"] == 19 and start["machine"]["torch_threads"] == 1
+    again = run_cli("queue", "--file", str(queue))
+    assert again.returncode == 0 and "done (300 of 300 steps)" in again.stdout
+    assert "queue: 1 of 1 jobs done" in again.stdout
+    queue.write_text('[[job]]\nargs = "--task cartpole-swingup --steps 300"\n')
+    bad = run_cli("queue", "--file", str(queue))
+    assert bad.returncode == 2 and "must name --task and --suite" in bad.stderr

@@ -2,9 +2,14 @@
 acting, periodic evaluation, official-format checkpoints and crash-safe resume.
 
 Files: the checkpoint (official format: what other tools load), `<checkpoint>.resume.pt` (model,
-target heads, optimizers, value scale, replay buffer, step, RNG state: what resuming needs) and
-`<checkpoint>.log.jsonl` (one JSON line per episode and per evaluation). Both .pt files are written
-to a temporary name and renamed, so a crash leaves the previous save intact.
+target heads, optimizers, value scale, step, RNG state: small enough to commit), the replay buffer
+in `<checkpoint>.buffer.pt` (large: stays on the machine) and `<checkpoint>.log.jsonl` (one JSON
+line per episode and per evaluation). Every .pt file is written to a temporary name and renamed,
+so a crash leaves the previous save intact.
+
+A run continues from `.resume.pt` alone (another machine, a fresh clone): without a buffer saved at
+the same step, it acts with its planner to refill one, updating again once the buffer holds as
+many steps as the seed phase did, and logs the loss of the old buffer.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from benchctl import machine
 from benchctl.agents.checkpoint import MODEL_SIZES
 from benchctl.errors import BenchctlError
 from benchctl.evaluate import episode_seed, plan_step, run_episode
@@ -69,6 +75,7 @@ class TrainReporter(Protocol):
     def start(self, total: int, done: int) -> None: ...
     def progress(self, step: int, info: dict) -> None: ...
     def evaluation(self, step: int, returns: dict[str, float]) -> None: ...
+    def note(self, message: str) -> None: ...
 
 
 def acting_config(name: str, overrides: dict[str, str], training: bool):
@@ -118,12 +125,15 @@ class Trainer:
                 "which this planner does not report; use --planner mppi"
             )
         self.resume_path = request.out.with_name(request.out.name + ".resume.pt")
+        self.buffer_path = request.out.with_name(request.out.name + ".buffer.pt")
+        self.refill = 0  # buffer entries needed before updates resume (after a lost buffer)
         self.log_path = request.out.with_name(request.out.stem + ".log.jsonl")
         resolve_config(request.planner, request.planner_overrides)  # bad --set fails before any work
 
     # -- persistence ---------------------------------------------------------------------
     def save(self) -> None:
         _atomic_save({"model": self.learner.official_state_dict()}, self.request.out)
+        _atomic_save({"step": self.step, "buffer": self.buffer.state()}, self.buffer_path)
         _atomic_save(
             {
                 "identity": json.dumps(self.request.identity()),
@@ -132,7 +142,6 @@ class Trainer:
                 "policy_updates": self.policy_updates,
                 "model": self.model.state_dict(),
                 "learner": self.learner.resume_state(),
-                "buffer": self.buffer.state(),
                 "generator": self.generator.get_state(),
             },
             self.resume_path,
@@ -150,11 +159,27 @@ class Trainer:
             )
         self.model.load_state_dict(state["model"])
         self.learner.load_resume_state(state["learner"])
-        self.buffer = ReplayBuffer.from_state(state["buffer"])
         self.generator.set_state(state["generator"])
         self.step, self.episode = int(state["step"]), int(state["episode"])
         self.policy_updates = int(state.get("policy_updates", 0))
+        buffer, why = self._saved_buffer(state)
+        if buffer is not None:
+            self.buffer = ReplayBuffer.from_state(buffer)
+        elif self.step > 0:
+            self.refill = min(self.seed_steps, self.buffer.capacity)
+            self.log({"type": "buffer_lost", "step": self.step, "why": why, "refill_steps": self.refill})
         return True
+
+    def _saved_buffer(self, state: dict) -> tuple[dict | None, str]:
+        """The replay buffer saved with `state` (same step), or (None, why there is none)."""
+        if "buffer" in state:  # resume files written before the buffer had a file of its own
+            return state["buffer"], ""
+        if not self.buffer_path.exists():
+            return None, f"no {self.buffer_path.name} (continued from the resume file alone)"
+        saved = torch.load(self.buffer_path, weights_only=True)
+        if int(saved["step"]) != self.step:
+            return None, f"{self.buffer_path.name} is from step {int(saved['step'])}, the resume file from {self.step}"
+        return saved["buffer"], ""
 
     def log(self, record: dict) -> None:
         with open(self.log_path, "a", encoding="utf-8") as f:
@@ -215,7 +240,14 @@ class Trainer:
         req = self.request
         resumed = self.try_resume()
         req.out.parent.mkdir(parents=True, exist_ok=True)
+        # where and how this stretch of training ran (a run may cross machines)
+        self.log({"type": "start", "step": self.step, "nice": os.nice(0), "machine": machine.snapshot()})
         reporter.start(req.steps, self.step)
+        if self.refill:
+            reporter.note(
+                f"no replay buffer saved at step {self.step:,}: acting to refill {self.refill:,} steps before "
+                f"updating again (logged in {self.log_path.name})"
+            )
         next_eval = (self.step // req.eval_every + (1 if resumed else 0)) * req.eval_every
         next_save = (self.step // req.save_every + 1) * req.save_every
         device = torch.device("cpu")
@@ -255,7 +287,7 @@ class Trainer:
                     self.buffer.add(np.stack(observations), np.stack(actions), np.array(rewards), **extras)
                 if self.step == self.seed_steps:
                     infos.append(self.update(self.seed_steps, pretraining=True))  # burst on the seed data
-                elif self.step > self.seed_steps:
+                elif self.step > self.seed_steps and self.buffer.size >= self.refill:
                     infos.append(self.update(1))
                 if done:
                     break

@@ -1,0 +1,78 @@
+"""The background training queue: `benchctl train` invocations run one at a time at low priority.
+
+A queue file (TOML) lists jobs as `benchctl train` arguments. A job's checkpoint goes to
+`checkpoints/queue/<family>/<suite>/<task>-<seed>.pt` unless it names `--out`; its small resume file
+is what gets committed, so any machine continues where the last one stopped (the replay buffer
+is refilled by acting). A job is done when its resume file has reached its `--steps`.
+"""
+
+from __future__ import annotations
+
+import shlex
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from benchctl.errors import BenchctlError
+from benchctl.shipped import SHIPPED_DIR
+
+QUEUE_FILE = SHIPPED_DIR / "queue.toml"
+QUEUE_DIR = SHIPPED_DIR / "queue"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training: its `benchctl train` arguments (with --out), checkpoint path and target steps."""
+
+    args: tuple[str, ...]
+    out: Path
+    steps: int
+
+    @property
+    def label(self) -> str:
+        return str(self.out.relative_to(SHIPPED_DIR)) if SHIPPED_DIR in self.out.parents else str(self.out)
+
+    def steps_done(self) -> int:
+        """Environment steps of the last save (0 before the first)."""
+        resume = self.out.with_name(self.out.name + ".resume.pt")
+        if not resume.is_file():
+            return 0
+        return int(torch.load(resume, weights_only=True, map_location="cpu")["step"])
+
+
+def _option(args: list[str], name: str, default: str | None = None) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return default
+
+
+def load_queue(path: Path = QUEUE_FILE) -> list[Job]:
+    """The jobs of a queue file, in order: `[[job]]` tables with `args = "--task ... --suite ..."`."""
+    if not path.is_file():
+        raise BenchctlError(f'{path}: no queue file; list trainings there as [[job]] args = "--task T --suite S ..."')
+    try:
+        entries = tomllib.loads(path.read_text()).get("job", [])
+    except tomllib.TOMLDecodeError as exc:
+        raise BenchctlError(f"{path} is not valid TOML: {exc}") from None
+    jobs = []
+    for number, entry in enumerate(entries, start=1):
+        args = shlex.split(entry.get("args", ""))
+        task, suite = _option(args, "--task"), _option(args, "--suite")
+        if not task or not suite:
+            raise BenchctlError(f"{path} job {number}: args must name --task and --suite")
+        family, seed = _option(args, "--family", "tdmpc2"), _option(args, "--seed", "1")
+        out = _option(args, "--out")
+        if out is None:
+            out = str(QUEUE_DIR / family / suite / f"{task}-{seed}.pt")
+            args += ["--out", out]
+        try:
+            steps = int(_option(args, "--steps", "100000"))
+        except ValueError:
+            raise BenchctlError(f"{path} job {number}: --steps must be an integer") from None
+        jobs.append(Job(tuple(args), Path(out), steps))
+    return jobs
