@@ -108,6 +108,25 @@ def test_soft_ce_is_the_cross_entropy_against_the_dense_two_hot_target():
     torch.testing.assert_close(soft_ce(logits, x, cfg), dense, atol=1e-5, rtol=1e-5)
 
 
+def tiny_request(out, steps: int, **extra) -> TrainRequest:
+    """A 32/32/16 agent on the smoke suite's cartpole-swingup (100-step episodes), saved every 200 steps;
+    the same run as the CLI arguments of the SIGKILL test."""
+    return TrainRequest(
+        task=load_suite("smoke").task("cartpole-swingup"),
+        out=out,
+        steps=steps,
+        seed=1,
+        size=None,
+        dims=(32, 32, 16),
+        planner="policy",
+        seed_steps=200,
+        save_every=200,
+        eval_every=100_000,
+        eval_episodes=1,
+        **extra,
+    )
+
+
 def test_sigkill_resumes_from_the_last_save_with_the_same_buffer(tmp_path):
     out = tmp_path / "agent.pt"
     args = [
@@ -150,21 +169,7 @@ def test_sigkill_resumes_from_the_last_save_with_the_same_buffer(tmp_path):
     assert resume.exists(), "training wrote no resume file before the deadline"
     saved = torch.load(resume, weights_only=True)
     assert 400 <= saved["step"] < 1000, "killed mid-run after a save"
-    task = load_suite("smoke").task("cartpole-swingup")
-    request = TrainRequest(
-        task=task,
-        out=out,
-        steps=1000,
-        seed=1,
-        size=None,
-        dims=(32, 32, 16),
-        planner="policy",
-        seed_steps=200,
-        save_every=200,
-        eval_every=100000,
-        eval_episodes=1,
-    )
-    trainer = Trainer(request)
+    trainer = Trainer(tiny_request(out, 1000))
     assert trainer.try_resume()
     assert trainer.step == saved["step"]
     saved_buffer = torch.load(tmp_path / "agent.pt.buffer.pt", weights_only=True)
@@ -183,24 +188,10 @@ def test_sigkill_resumes_from_the_last_save_with_the_same_buffer(tmp_path):
 
 def test_training_continues_from_the_resume_file_alone_refilling_its_buffer(tmp_path):
     """What a committed checkpoint gives another machine: weights, optimizer, step, no replay buffer."""
-    task = load_suite("smoke").task("cartpole-swingup")
     out = tmp_path / "agent.pt"
 
     def request(steps: int) -> TrainRequest:
-        return TrainRequest(
-            task=task,
-            out=out,
-            steps=steps,
-            seed=1,
-            size=None,
-            dims=(32, 32, 16),
-            planner="policy",
-            seed_steps=200,
-            save_every=200,
-            eval_every=100_000,
-            eval_episodes=1,
-            batch_size=32,
-        )
+        return tiny_request(out, steps, batch_size=32)
 
     class Quiet:
         notes: list[str] = []
