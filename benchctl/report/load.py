@@ -73,7 +73,6 @@ def load_results(roots: list[Path]) -> Results:
                 "episodes": len(episodes),
                 "discount": float(header.get("discount", 0.99)),
                 "horizon": header.get("planner_config", {}).get("horizon"),
-                "machine": header.get("machine", {}),
             }
             if not episodes:
                 warnings.append(f"{path}: header only, no finished episode")
