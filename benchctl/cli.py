@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -95,20 +95,22 @@ class RichReporter:
         return f"remaining ~{minutes}:{seconds:02d}"
 
     def cell(self, label: str) -> None:
-        self.progress.update(self.bar, description=label)
+        self.progress.update(self.bar, description=escape(label))
 
     def episode(self, label: str, record: dict) -> None:
         self.done += 1
         self.progress.update(
             self.bar,
             advance=1,
-            description=f"{label}: ep {record['episode']} return {record['return']:.1f}, "
-            f"{record['latency_ms']['p50']:.1f} ms/step",
+            description=escape(
+                f"{label}: ep {record['episode']} return {record['return']:.1f}, "
+                f"{record['latency_ms']['p50']:.1f} ms/step"
+            ),
             eta=self._eta_text(),
         )
 
     def warn(self, message: str) -> None:
-        err.print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
+        err.print(f"[yellow]warning:[/yellow] {escape(message)}", markup=True, highlight=False)
 
     def stop(self) -> None:
         if self.bar is not None:
@@ -150,7 +152,7 @@ def _summary(results) -> Table:
         evals = np.mean([e["model_evals_per_step"] for e in eps])
         table.add_row(
             task,
-            planner,
+            escape(planner),
             str(len(cells)),
             str(len(eps)),
             f"{returns.mean():.1f} ± {returns.std():.1f}",
@@ -160,74 +162,149 @@ def _summary(results) -> Table:
     return table
 
 
+# Options shared by eval and sweep: which agents, seeds, episodes, where results go.
+Suite_ = Annotated[str, typer.Option("--suite", help="suite name (suites/<name>.toml)")]
+Planners_ = Annotated[list[str] | None, typer.Option("--planner", "-p", help="planner; repeat for several")]
+Checkpoints_ = Annotated[
+    Path | None,
+    typer.Option("--checkpoints", help="folder of official <task>-<seed>.pt files [default: the shipped agents]"),
+]
+Checkpoint_ = Annotated[Path | None, typer.Option("--checkpoint", help="one checkpoint file (with --task)")]
+Task_ = Annotated[str | None, typer.Option("--task", help="the task of --checkpoint")]
+Tasks_ = Annotated[str | None, typer.Option("--tasks", help="comma-separated subset of the suite's tasks")]
+Seeds_ = Annotated[str | None, typer.Option("--seeds", help="comma-separated checkpoint seeds [default: 1,2,3]")]
+Episodes_ = Annotated[
+    int, typer.Option("--episodes", min=1, max=MAX_EPISODES, help="episodes per (task, planner, seed)")
+]
+Device_ = Annotated[str, typer.Option("--device", help="cpu or cuda")]
+Out_ = Annotated[Path, typer.Option("--out", help="results folder")]
+Set_ = Annotated[list[str] | None, typer.Option("--set", help="planner option key=value (or planner.key=value)")]
+Threads_ = Annotated[int | None, typer.Option("--threads", help="torch CPU threads [default: torch's choice]")]
+
+
+def _request(suite, planners, checkpoints, checkpoint, task, tasks, seeds, episodes, device, out_dir, run, default_run):
+    """An EvalRequest from the shared options, with the agents' notices printed. `default_run` may
+    hold "{family}" (replaced per agent); a --run the user gives is one folder name."""
+    from benchctl import execute
+    from benchctl.paths import folder_name, writable_dir
+    from benchctl.suites import load_suite
+
+    if run is not None:
+        folder_name("--run", run)
+    suite_obj = load_suite(suite)
+    seed_list = _seeds(seeds) or None
+    agents, notices = execute.resolve_agents(suite_obj, checkpoints, checkpoint, task, _csv(tasks), seed_list)
+    for line in notices:
+        err.print(line, markup=False, highlight=False)
+    writable_dir("--out", out_dir)
+    return execute.EvalRequest(suite_obj, agents, planners, episodes, device, out_dir, run or default_run)
+
+
+def _finish_eval(request) -> None:
+    results = _run_eval(request, RichReporter())
+    out.print(_summary(results))
+    out.print(f"results: {request.out}/ ({sum(len(r.episodes) for r in results)} episodes in {len(results)} cells)")
+
+
 @app.command("eval")
 def eval_command(
-    suite: Annotated[str, typer.Option(help="suite name (suites/<name>.toml)")] = "dmc",
-    planner: Annotated[list[str] | None, typer.Option("--planner", "-p", help="planner; repeat for several")] = None,
-    checkpoints: Annotated[
-        Path | None, typer.Option(help="folder of official <task>-<seed>.pt files [default: the shipped agents]")
-    ] = None,
-    checkpoint: Annotated[Path | None, typer.Option(help="one checkpoint file (with --task)")] = None,
-    task: Annotated[str | None, typer.Option(help="the task of --checkpoint")] = None,
-    tasks: Annotated[str | None, typer.Option(help="comma-separated subset of the suite's tasks")] = None,
-    seeds: Annotated[str | None, typer.Option(help="comma-separated checkpoint seeds [default: 1,2,3]")] = None,
-    episodes: Annotated[int, typer.Option(min=1, max=MAX_EPISODES, help="episodes per (task, planner, seed)")] = 10,
-    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
-    out_dir: Annotated[Path, typer.Option("--out", help="results folder")] = Path("results"),
+    suite: Suite_ = "dmc",
+    planner: Planners_ = None,
+    checkpoints: Checkpoints_ = None,
+    checkpoint: Checkpoint_ = None,
+    task: Task_ = None,
+    tasks: Tasks_ = None,
+    seeds: Seeds_ = None,
+    episodes: Episodes_ = 10,
+    device: Device_ = "cpu",
+    out_dir: Out_ = Path("results"),
     run: Annotated[str | None, typer.Option(help="name of this run under --out [default: agent family]")] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="planner option key=value (or planner.key=value)")
+    set_: Set_ = None,
+    match: Annotated[
+        str | None,
+        typer.Option(help="compute-matched: ms=25 or evals=600 picks each planner's best measured config within it"),
     ] = None,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads [default: torch's choice]")] = None,
+    match_from: Annotated[
+        Path | None, typer.Option(help="results folder the --match candidates come from [default: --out]")
+    ] = None,
+    threads: Threads_ = None,
 ):
     """Evaluate agents with one or more planners; rerunning the same command resumes."""
     from benchctl import execute
     from benchctl.machine import set_threads
-    from benchctl.paths import folder_name, writable_dir
-    from benchctl.suites import load_suite
 
     set_threads(threads)
-    if run is not None:
-        folder_name("--run", run)
-    suite_obj = load_suite(suite)
-    specs = execute.resolve_planners(planner or ["dream_mpc"], set_ or [])
-    seed_list = _seeds(seeds) or list(execute.DEFAULT_SEEDS)
-    if checkpoint is not None:
-        if checkpoints is not None:
-            raise BenchctlError("give either --checkpoint FILE (one agent) or --checkpoints DIR, not both")
-        if task is None:
-            raise BenchctlError(f"--checkpoint needs --task NAME, one of: {', '.join(suite_obj.tasks)}")
-        if not checkpoint.exists():
-            raise BenchctlError(f"--checkpoint {checkpoint}: no such file")
-        match = re.search(r"-(\d+)$", checkpoint.stem)
-        seed = seed_list[0] if seeds else (int(match.group(1)) if match else 1)
-        agents, skipped = [execute.AgentSpec(suite_obj.task(task), seed, checkpoint)], []
-    elif checkpoints is None:  # the agents shipped in checkpoints/
-        from benchctl.shipped import add_command, find_shipped
-
-        chosen = [suite_obj.task(t) for t in _csv(tasks)] or list(suite_obj.tasks.values())
-        agents, missing = find_shipped(chosen, seed_list)
-        skipped = []
-        if missing:
-            err.print(f"no shipped agent for {len(missing)} of {len(chosen)} tasks of suite {suite!r}; to add one:")
-            for t in missing:
-                err.print(f"  {t.name}: {add_command(t)}")
-        if not agents:
-            raise BenchctlError(
-                f"no shipped agent for any task of suite {suite!r}; train one (see above) or pass --checkpoints DIR"
-            )
+    names = planner or ["dream_mpc"]
+    if match is None:
+        if match_from is not None:
+            raise BenchctlError("--match-from needs --match ms=N or --match evals=N")
+        specs = execute.resolve_planners(names, set_ or [])
     else:
-        chosen = [suite_obj.task(t) for t in _csv(tasks)] or list(suite_obj.tasks.values())
-        agents, skipped = execute.find_checkpoints(checkpoints, suite_obj, chosen, seed_list)
-    for name, why in skipped:
-        err.print(f"skipped {name}: {why}")
-    if not agents:
-        raise BenchctlError(f"no checkpoint found for any task of suite {suite!r}; see the skipped list above")
-    writable_dir("--out", out_dir)
-    request = execute.EvalRequest(suite_obj, agents, specs, episodes, device, out_dir, run)
-    results = _run_eval(request, RichReporter())
-    out.print(_summary(results))
-    out.print(f"results: {out_dir}/ ({sum(len(r.episodes) for r in results)} episodes in {len(results)} cells)")
+        specs = _matched_specs(names, set_ or [], match, match_from or out_dir, device)
+    default_run = f"match-{specs[0].match['slug']}-{{family}}" if match else None
+    _finish_eval(
+        _request(suite, specs, checkpoints, checkpoint, task, tasks, seeds, episodes, device, out_dir, run, default_run)
+    )
+
+
+def _matched_specs(names: list[str], set_items: list[str], budget_text: str, source: Path, device: str):
+    """Per planner, the best measured config within the budget (benchctl.match), announced on stderr."""
+    from benchctl import execute, match
+
+    if set_items:
+        raise BenchctlError("--match chooses each planner's options; drop --set (sweep the settings instead)")
+    budget = match.parse_budget(budget_text)
+    if not source.is_dir():
+        raise BenchctlError(f"--match-from {source}: no such results folder; run `benchctl sweep` into it first")
+    torch_device = execute.check_device(device)
+    device_name = execute.device_name(torch_device)
+    specs = []
+    for name, choice in match.choose(source, list(dict.fromkeys(names)), budget, device, device_name).items():
+        header = match.match_header(choice, budget, source, device_name)
+        specs.append(execute.PlannerSpec(name, match.build_config(choice), match=header))
+        options = ", ".join(f"{k}={v}" for k, v in choice.point.items()) or "its config in " + ", ".join(choice.runs)
+        err.print(
+            f"--match {budget.text}: {name} with {options} ({choice.cost:.4g} {budget.kind}/step measured, mean score "
+            f"{choice.score:.3f} on {len(choice.tasks)} task(s); {choice.fitting} of {choice.candidates} configs fit)",
+            markup=False,
+            highlight=False,
+        )
+    return specs
+
+
+@app.command("sweep")
+def sweep_command(
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(help="planner.option=v1,v2,... (or option=... for every planner having it); repeat: the product"),
+    ] = None,
+    suite: Suite_ = "dmc",
+    planner: Planners_ = None,
+    checkpoints: Checkpoints_ = None,
+    checkpoint: Checkpoint_ = None,
+    task: Task_ = None,
+    tasks: Tasks_ = None,
+    seeds: Seeds_ = None,
+    episodes: Episodes_ = 10,
+    device: Device_ = "cpu",
+    out_dir: Out_ = Path("results"),
+    run: Annotated[str | None, typer.Option(help="name of this sweep under --out [default: sweep-<family>]")] = None,
+    set_: Set_ = None,
+    threads: Threads_ = None,
+):
+    """Evaluate every point of a grid of planner options (ordinary cells: resume, merge, report); the report
+    draws each swept option as a curve, and `eval --match` picks from the points."""
+    from benchctl.machine import set_threads
+    from benchctl.sweep import expand
+
+    set_threads(threads)
+    specs = expand(planner or ["dream_mpc"], grid or [], set_ or [])
+    points = sum(1 for s in specs if s.point)
+    err.print(f"sweep: {len(specs)} planner configuration(s) ({points} grid point(s))", markup=False)
+    request = _request(
+        suite, specs, checkpoints, checkpoint, task, tasks, seeds, episodes, device, out_dir, run, "sweep-{family}"
+    )
+    _finish_eval(request)
 
 
 @app.command("report")
@@ -238,24 +315,42 @@ def report_command(
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="bootstrap seed (reports are reproducible)")] = 0,
     formats: Annotated[str, typer.Option("--format", help="text outputs: md,html,tex,csv")] = "md,html,tex,csv",
     baseline: Annotated[str, typer.Option(help="method the probability of improvement compares against")] = "policy",
+    reference: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="published scores beside benchctl's: tdmpc2-csv (shipped TD-MPC2 curves), tdmpc2-csv=DIR, "
+            "dream-mpc-paper; repeat for several"
+        ),
+    ] = None,
+    reference_step: Annotated[
+        int | None,
+        typer.Option(min=0, help="training step at which learning-curve references are read [default: last]"),
+    ] = None,
+    reference_aggregates: Annotated[
+        bool, typer.Option(help="put references with per-seed scores into the aggregates too")
+    ] = False,
 ):
     """rliable aggregates, paper-style tables and figures from any results trees (merged)."""
     from benchctl.paths import writable_dir
+    from benchctl.report import reference as refs
     from benchctl.report.render import build_report, parse_formats
 
     chosen = parse_formats(formats)
+    loaded = refs.load(reference or [], reference_step)
     writable_dir("--out", out_dir)
     with err.status("bootstrapping confidence intervals..."):
-        report = build_report(roots or [Path("results")], out_dir, reps, seed, chosen, baseline)
+        report = build_report(
+            roots or [Path("results")], out_dir, reps, seed, chosen, baseline, loaded, reference_aggregates
+        )
     for warning in report.warnings:
-        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     table = Table(title=f"aggregates, 95% CIs ({reps} bootstrap replicates) over {report.coverage}")
     table.add_column("method", no_wrap=True)
     for name in ("Median", "IQM", "Mean", "Optimality Gap"):
         table.add_column(name, justify="right", no_wrap=True)
     for method in sorted(report.aggregates, key=lambda m: -report.aggregates[m][1]):
         p, ci = report.aggregates[method], report.intervals[method]
-        table.add_row(method, *[f"{p[i]:.3f} [{ci[0][i]:.3f}, {ci[1][i]:.3f}]" for i in range(4)])
+        table.add_row(escape(method), *[f"{p[i]:.3f} [{ci[0][i]:.3f}, {ci[1][i]:.3f}]" for i in range(4)])
     out.print(table)
     out.print(f"report: {out_dir}/ ({len(report.files)} files; open {out_dir / 'report.html'})")
 
@@ -783,6 +878,8 @@ def main() -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except BenchctlError as exc:
+        for note in exc.notes:
+            err.print(note, markup=False, highlight=False)
         _fail(str(exc))
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

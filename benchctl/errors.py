@@ -7,7 +7,14 @@ from collections.abc import Iterable
 
 
 class BenchctlError(Exception):
-    """Bad input or an unusable file. The message is one line: what is wrong and how to fix it."""
+    """Bad input or an unusable file. The message is one line: what is wrong and how to fix it.
+
+    `notes`: lines the CLI prints before it (what was looked for, commands that would help).
+    """
+
+    def __init__(self, message: str, notes: list[str] | None = None):
+        super().__init__(message)
+        self.notes = notes or []
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -32,14 +32,25 @@ class StepTimer:
         return time.perf_counter()
 
 
-def _stats(values: list[float]) -> dict[str, float]:
+def _stats(values: list[float]) -> dict:
+    """Latency summary of one episode (ms): over all steps, plus the first step (warm-up: lazy
+    allocations, CEM-GD's t = 0 search) and the steady state (every later step) apart."""
     arr = np.asarray(values, dtype=np.float64)
-    return {
+    stats = {
         "mean": float(arr.mean()),
         "p50": float(np.percentile(arr, 50)),
         "p95": float(np.percentile(arr, 95)),
         "max": float(arr.max()),
+        "first": float(arr[0]),
     }
+    if len(arr) > 1:
+        steady = arr[1:]
+        stats["steady"] = {
+            "mean": float(steady.mean()),
+            "p50": float(np.percentile(steady, 50)),
+            "p95": float(np.percentile(steady, 95)),
+        }
+    return stats
 
 
 def _finite_or_none(value: float | None) -> float | None:

@@ -7,6 +7,7 @@ Cells sharing a checkpoint share one loaded agent.
 from __future__ import annotations
 
 import platform
+import re
 import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,12 +40,24 @@ class AgentSpec:
 
 @dataclass
 class PlannerSpec:
+    """A planner with its resolved config; `point` is set for a sweep point (the swept options and
+    their values) with `grid` the sweep it belongs to; `match` says why a compute-matched eval chose it."""
+
     name: str
     config: Any
+    point: dict[str, Any] | None = None
+    grid: dict[str, list] | None = None
+    match: dict[str, Any] | None = None
 
     @property
     def config_dict(self) -> dict:
         return config_dict(self.config)
+
+    @property
+    def label(self) -> str:
+        if not self.point:
+            return self.name
+        return f"{self.name}[{','.join(f'{k}={v}' for k, v in self.point.items())}]"
 
 
 @dataclass
@@ -55,7 +68,7 @@ class EvalRequest:
     episodes: int = 10
     device: str = "cpu"
     out: Path = Path("results")
-    run: str | None = None  # default: the agent family
+    run: str | None = None  # default: the agent family; "{family}" in it is replaced by the family
 
 
 class Reporter(Protocol):
@@ -124,23 +137,78 @@ def find_checkpoints(
     return found, skipped
 
 
-def resolve_planners(names: list[str], set_items: list[str]) -> list[PlannerSpec]:
-    """Planner specs with `--set` applied: `key=v` to every planner having that option, `planner.key=v` to one."""
-    overrides = parse_set(set_items)
+def resolve_agents(
+    suite: Suite,
+    checkpoints: Path | None,
+    checkpoint: Path | None,
+    task: str | None,
+    tasks: list[str],
+    seeds: list[int] | None,
+) -> tuple[list[AgentSpec], list[str]]:
+    """The agents an eval runs: one --checkpoint FILE, a --checkpoints DIR of official files, or the
+    shipped agents. Returns (agents, notices): notices say which tasks have no agent and how to add one.
+    """
+    seed_list = seeds or list(DEFAULT_SEEDS)
+    notices: list[str] = []
+    if checkpoint is not None:
+        if checkpoints is not None:
+            raise BenchctlError("give either --checkpoint FILE (one agent) or --checkpoints DIR, not both")
+        if task is None:
+            raise BenchctlError(f"--checkpoint needs --task NAME, one of: {', '.join(suite.tasks)}")
+        if not checkpoint.exists():
+            raise BenchctlError(f"--checkpoint {checkpoint}: no such file")
+        match = re.search(r"-(\d+)$", checkpoint.stem)
+        seed = seed_list[0] if seeds else (int(match.group(1)) if match else 1)
+        return [AgentSpec(suite.task(task), seed, checkpoint)], notices
+    chosen = [suite.task(t) for t in tasks] or list(suite.tasks.values())
+    if checkpoints is None:  # the agents shipped in checkpoints/
+        from benchctl.shipped import add_command, find_shipped
+
+        agents, missing = find_shipped(chosen, seed_list)
+        if missing:
+            notices.append(
+                f"no shipped agent for {len(missing)} of {len(chosen)} tasks of suite {suite.name!r}; to add one:"
+            )
+            notices += [f"  {t.name}: {add_command(t)}" for t in missing]
+        if not agents:
+            raise BenchctlError(
+                f"no shipped agent for any task of suite {suite.name!r}; train one (see above) or pass "
+                "--checkpoints DIR",
+                notices,
+            )
+        return agents, notices
+    agents, skipped = find_checkpoints(checkpoints, suite, chosen, seed_list)
+    notices += [f"skipped {name}: {why}" for name, why in skipped]
+    if not agents:
+        raise BenchctlError(
+            f"no checkpoint found for any task of suite {suite.name!r}; see the skipped list above", notices
+        )
+    return agents, notices
+
+
+def planner_overrides(names: list[str], items: dict[str, str], flag: str = "--set") -> dict[str, dict[str, str]]:
+    """Split `key=v` (every planner having that option) and `planner.key=v` (one) items per planner."""
     per_planner: dict[str, dict[str, str]] = {n: {} for n in names}
-    for key, value in overrides.items():
+    for key, value in items.items():
         target, dot, option = key.partition(".")
         if dot:
             if target not in per_planner:
-                raise BenchctlError(f"--set {key}: planner {target!r} is not among --planner {', '.join(names)}")
+                raise BenchctlError(f"{flag} {key}: planner {target!r} is not among --planner {', '.join(names)}")
             per_planner[target][option] = value
             continue
         owners = [n for n in names if key in planner_class(n).Config.__dataclass_fields__]
         if not owners:
-            resolve_config(names[0], {key: value})  # raises the "no option ... did you mean" error
+            resolve_config(names[0], {key: value}, flag)  # raises the "no option ... did you mean" error
         for n in owners:
             per_planner[n][key] = value
-    return [PlannerSpec(n, resolve_config(n, per_planner[n])) for n in dict.fromkeys(names)]
+    return per_planner
+
+
+def resolve_planners(names: list[str], set_items: list[str]) -> list[PlannerSpec]:
+    """Planner specs with `--set` applied: `key=v` to every planner having that option, `planner.key=v` to one."""
+    names = list(dict.fromkeys(names))
+    per_planner = planner_overrides(names, parse_set(set_items))
+    return [PlannerSpec(n, resolve_config(n, per_planner[n])) for n in names]
 
 
 def check_device(device: str) -> torch.device:
@@ -192,9 +260,9 @@ def _versions() -> dict[str, str | None]:
     }
 
 
-def _device_name(device: torch.device) -> str:
+def device_name(device: torch.device) -> str:
     if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
+        return torch.cuda.getdevice_name(device)
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
@@ -224,6 +292,8 @@ def _header(
         "seed": agent.seed,
         "planner": spec.name,
         "planner_config": spec.config_dict,
+        **({"sweep": {"grid": spec.grid, "point": spec.point}} if spec.point is not None else {}),
+        **({"match": spec.match} if spec.match is not None else {}),
         "checkpoint": str(agent.checkpoint),
         "checkpoint_sha256": info.sha256,
         "family": info.family,
@@ -235,7 +305,7 @@ def _header(
         "action_repeat": agent.task.action_repeat,
         "normalization": agent.task.normalization,
         "device": str(device),
-        "device_name": _device_name(device),
+        "device_name": device_name(device),
         "machine": machine.snapshot(),
         "versions": versions,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -256,7 +326,7 @@ def run(request: EvalRequest, reporter: Reporter) -> list[CellResult]:
     for agent in request.agents:
         info = describe_checkpoint(agent.checkpoint)
         check_fits(agent, info)
-        run_name = request.run or info.family
+        run_name = (request.run or "{family}").replace("{family}", info.family)
         opened = []
         for spec in request.planners:
             path = cell_path(
@@ -268,16 +338,16 @@ def run(request: EvalRequest, reporter: Reporter) -> list[CellResult]:
             done += len(cell.done & set(range(request.episodes)))
             opened.append((spec, cell))
         cells.append((agent, opened))
-    eta = Eta({spec.name: 0 for spec in request.planners})
+    eta = Eta({spec.label: 0 for spec in request.planners})
     for agent, opened in cells:
         for spec, cell in opened:
-            eta.steps_left[spec.name] += agent.task.episode_length * len(set(range(request.episodes)) - cell.done)
+            eta.steps_left[spec.label] += agent.task.episode_length * len(set(range(request.episodes)) - cell.done)
     reporter.start(len(request.agents) * len(request.planners) * request.episodes, done, eta)
     results: list[CellResult] = []
     for agent, opened in cells:
         model = None
         for spec, cell in opened:
-            label = f"{agent.task.name} {spec.name} seed {agent.seed}"
+            label = f"{agent.task.name} {spec.label} seed {agent.seed}"
             reporter.cell(label)
             missing = [i for i in range(request.episodes) if i not in cell.done]
             if missing:
@@ -291,7 +361,7 @@ def run(request: EvalRequest, reporter: Reporter) -> list[CellResult]:
                     record |= run_episode(env, planner, record["env_seed"], device)
                     record["load_avg"] = machine.load_average()
                     cell.append(record)
-                    eta.finished(spec.name, agent.task.episode_length, record)
+                    eta.finished(spec.label, agent.task.episode_length, record)
                     p50s = np.array([e["latency_ms"]["p50"] for e in cell.episodes])
                     p95s = np.array([e["latency_ms"]["p95"] for e in cell.episodes])
                     if machine.slow_episodes(p50s, p95s)[-1]:
@@ -304,5 +374,5 @@ def run(request: EvalRequest, reporter: Reporter) -> list[CellResult]:
                         reporter.warn(f"{label} episode {index} failed: {record['failed']} (recorded as failed)")
                     reporter.episode(label, record)
             episodes = sorted((e for e in cell.episodes if e["episode"] < request.episodes), key=lambda e: e["episode"])
-            results.append(CellResult(agent.task.name, spec.name, agent.seed, cell.path, episodes, cell.header))
+            results.append(CellResult(agent.task.name, spec.label, agent.seed, cell.path, episodes, cell.header))
     return results

@@ -47,7 +47,7 @@ def test_point_estimates_equal_rliable_and_cis_reproduce(tmp_path):
         np.testing.assert_array_equal(first.intervals[planner], second.intervals[planner])
     assert any(not np.array_equal(first.intervals[p], other.intervals[p]) for p in expected)
     assert first.tasks == sorted(TASKS)
-    p, ci = first.improvement["dream_mpc,policy"]
+    p, ci = first.improvement["dream_mpc > policy"]
     assert p == metrics.probability_of_improvement(expected["dream_mpc"], expected["policy"]) == 1.0
     for pair, (point, interval) in first.improvement.items():
         assert point == second.improvement[pair][0]

@@ -104,7 +104,7 @@ def parse_set(items: list[str]) -> dict[str, str]:
     return out
 
 
-def _coerce(planner: str, key: str, text: str, kind: Any) -> Any:
+def _coerce(planner: str, key: str, text: str, kind: Any, flag: str = "--set") -> Any:
     args = typing.get_args(kind)
     if type(None) in args:  # Optional[X]: "none" resets to the automatic default
         if text.lower() in ("none", "null", "auto"):
@@ -113,7 +113,7 @@ def _coerce(planner: str, key: str, text: str, kind: Any) -> Any:
     if typing.get_origin(kind) is typing.Literal:
         choices = [str(c) for c in typing.get_args(kind)]
         if text not in choices:
-            raise BenchctlError(f"--set {key}={text}: {planner}.{key} must be one of {', '.join(choices)}")
+            raise BenchctlError(f"{flag} {key}={text}: {planner}.{key} must be one of {', '.join(choices)}")
         return text
     try:
         if kind is bool:
@@ -128,13 +128,16 @@ def _coerce(planner: str, key: str, text: str, kind: Any) -> Any:
         return str(text)
     except ValueError:
         raise BenchctlError(
-            f"--set {key}={text}: {planner}.{key} takes a {getattr(kind, '__name__', kind)}, e.g. "
-            f"--set {key}={'true' if kind is bool else 1}"
+            f"{flag} {key}={text}: {planner}.{key} takes a {getattr(kind, '__name__', kind)}, e.g. "
+            f"{flag} {key}={'true' if kind is bool else 1}"
         ) from None
 
 
-def resolve_config(name: str, overrides: dict[str, str]) -> Any:
-    """The planner's config dataclass with paper defaults, then `overrides` applied and type-checked."""
+def resolve_config(name: str, overrides: dict[str, str], flag: str = "--set") -> Any:
+    """The planner's config dataclass with paper defaults, then `overrides` applied and type-checked.
+
+    `flag` names the option the overrides came from in error messages (--set, --grid).
+    """
     cls = planner_class(name)
     hints = typing.get_type_hints(cls.Config, include_extras=False)
     fields = {f.name for f in dataclasses.fields(cls.Config)}
@@ -142,15 +145,15 @@ def resolve_config(name: str, overrides: dict[str, str]) -> Any:
     for key, text in overrides.items():
         if key not in fields:
             raise BenchctlError(
-                f"--set {key}: {name} has no option {key!r}{did_you_mean(key, fields)}; "
+                f"{flag} {key}: {name} has no option {key!r}{did_you_mean(key, fields)}; "
                 f"its options: {', '.join(sorted(fields))}"
             )
-        values[key] = _coerce(name, key, text, hints[key])
+        values[key] = _coerce(name, key, text, hints[key], flag)
     config = cls.Config(**values)
     for f in dataclasses.fields(config):
         problem = range_problem(f.name, getattr(config, f.name), f.metadata)
         if problem:
-            raise BenchctlError(f"--set {f.name}={getattr(config, f.name)}: {name}.{problem}")
+            raise BenchctlError(f"{flag} {f.name}={getattr(config, f.name)}: {name}.{problem}")
     check = getattr(config, "validate", None)
     if check is not None:
         problem = check()

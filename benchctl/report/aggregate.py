@@ -37,6 +37,7 @@ def per_seed(episodes: pd.DataFrame) -> pd.DataFrame:
         score=("score", "mean"),
         ret=("return", "mean"),
         latency_ms=("latency_ms", "mean"),
+        steady_ms=("steady_p50_ms", "median"),
         model_evals=("model_evals", "mean"),
         episodes=("episode", "count"),
     ).reset_index()

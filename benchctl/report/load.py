@@ -72,7 +72,11 @@ def load_results(roots: list[Path]) -> Results:
                 "normalization": header.get("normalization", {}),
                 "episodes": len(episodes),
                 "discount": float(header.get("discount", 0.99)),
+                "episode_length": header.get("episode_length"),
+                "action_repeat": header.get("action_repeat"),
                 "horizon": header.get("planner_config", {}).get("horizon"),
+                "sweep_point": header.get("sweep", {}).get("point") or {},
+                "match": header.get("match"),
             }
             if not episodes:
                 warnings.append(f"{path}: header only, no finished episode")
@@ -90,6 +94,7 @@ def load_results(roots: list[Path]) -> Results:
                         "planner": cell["planner"],
                         "config": config_id,
                         "seed": cell["seed"],
+                        "path": cell["path"],
                         "episode": int(e["episode"]),
                         "return": float(e.get("return", np.nan)),
                         "success": e.get("success"),
@@ -97,6 +102,8 @@ def load_results(roots: list[Path]) -> Results:
                         "latency_ms": float(latency.get("mean", np.nan)),
                         "latency_p50_ms": float(latency.get("p50", np.nan)),
                         "latency_p95_ms": float(latency.get("p95", np.nan)),
+                        # steady state: every step after the first (records before 0.x lack it: p50 is close)
+                        "steady_p50_ms": float(latency.get("steady", latency).get("p50", np.nan)),
                         "model_evals": float(e.get("model_evals_per_step", np.nan)),
                         "length": e.get("length"),
                         "rewards": e.get("rewards"),
@@ -124,15 +131,29 @@ def load_results(roots: list[Path]) -> Results:
     return Results(episodes_df, cells_df, warnings)
 
 
+def point_label(planner: str, point: dict) -> str:
+    """`dream_mpc[horizon=3,iterations=2]`: a sweep point's name."""
+    return f"{planner}[{','.join(f'{k}={v}' for k, v in point.items())}]"
+
+
 def _label_methods(episodes: pd.DataFrame, cells: pd.DataFrame) -> None:
-    """A readable method name per (run, planner, config): the planner name, plus the config hash when
-    one planner ran with several configs, plus the run when several runs (agent sets) are merged."""
+    """A readable method name per (run, planner, config): the planner name; a sweep point's options
+    (`dream_mpc[horizon=3]`), or the config hash when one planner ran with several configs outside a
+    sweep; the run in front when several runs (agent sets, sweeps) are merged."""
     several_runs = cells["run"].nunique() > 1
     configs = cells.groupby(["run", "planner"])["config"].nunique()
+    points = {
+        (r, p, c): point
+        for r, p, c, point in zip(cells["run"], cells["planner"], cells["config"], cells["sweep_point"], strict=True)
+        if point
+    }
 
     def label(row) -> str:
         name = row["planner"]
-        if configs.loc[(row["run"], row["planner"])] > 1:
+        point = points.get((row["run"], row["planner"], row["config"]))
+        if point:
+            name = point_label(name, point)
+        elif configs.loc[(row["run"], row["planner"])] > 1:
             name = f"{name}@{row['config']}"
         return f"{row['run']}/{name}" if several_runs else name
 

@@ -62,9 +62,11 @@ def profiles(profile: dict, bands: dict, taus: np.ndarray, out: Path) -> Path:
 
 
 def improvement(points: dict[str, float], cis: dict[str, np.ndarray], out: Path) -> Path:
-    """P(X > Y) with 95% CIs for each compared pair ("X,Y")."""
+    """P(X > Y) with 95% CIs for each compared pair ("X > Y")."""
     intervals = {k: np.asarray(v).reshape(2, 1) for k, v in cis.items()}
-    ax = plot_utils.plot_probability_of_improvement(points, intervals, figsize=(5, 0.45 * len(points) + 1))
+    ax = plot_utils.plot_probability_of_improvement(
+        points, intervals, pair_separator=" > ", figsize=(5, 0.45 * len(points) + 1)
+    )
     return _save(ax.figure, out, "probability_of_improvement")
 
 
@@ -74,9 +76,12 @@ def _mean_ci(values: np.ndarray, rng: np.random.Generator, reps: int = 2000) -> 
     return tuple(np.percentile(boot, [2.5, 97.5]))
 
 
-def per_task_bars(seeds: pd.DataFrame, episodes: pd.DataFrame, out: Path, seed: int = 0) -> Path:
+def per_task_bars(
+    seeds: pd.DataFrame, episodes: pd.DataFrame, out: Path, seed: int = 0, references: pd.DataFrame | None = None
+) -> Path:
     """Normalized score per task, one panel per task: a bar per method (mean over seeds), a dot per
-    seed, and a 95% bootstrap CI of the mean: over seeds, or over episodes where there is one seed."""
+    seed, and a 95% bootstrap CI of the mean: over seeds, or over episodes where there is one seed.
+    references (reference.for_report rows): a dashed line per reference at its mean normalized score."""
     rng = np.random.default_rng(seed)
     tasks = sorted(seeds["task_id"].unique())
     methods = sorted(seeds["method"].unique())
@@ -84,6 +89,9 @@ def per_task_bars(seeds: pd.DataFrame, episodes: pd.DataFrame, out: Path, seed: 
     nrows = -(-len(tasks) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(2.3 * ncols, 2.1 * nrows), squeeze=False, sharey=True)
     colors = plt.get_cmap("tab10").colors
+    references = references if references is not None else pd.DataFrame(columns=["method", "task_id", "score"])
+    ref_labels = list(dict.fromkeys(references["method"]))
+    ref_colors = plt.get_cmap("Dark2").colors
     for ax, task in zip(axes.flat, tasks, strict=False):
         rows = seeds[seeds["task_id"] == task]
         for i, method in enumerate(methods):
@@ -99,6 +107,10 @@ def per_task_bars(seeds: pd.DataFrame, episodes: pd.DataFrame, out: Path, seed: 
                 whiskers = [[max(0.0, mean - low)], [max(0.0, high - mean)]]  # >= 0 through rounding
                 ax.errorbar(i, mean, yerr=whiskers, color="black", capsize=2, linewidth=0.8)
                 ax.scatter(np.full(len(values), i), values, s=8, color="black", zorder=3)
+        for j, label in enumerate(ref_labels):
+            ref = references[(references["method"] == label) & (references["task_id"] == task)]
+            if len(ref):
+                ax.axhline(ref["score"].mean(), color=ref_colors[j % 8], linestyle="--", linewidth=1)
         ax.set_title(task, fontsize=8)
         ax.set_xticks([])
     for ax in axes.flat[len(tasks) :]:
@@ -106,13 +118,15 @@ def per_task_bars(seeds: pd.DataFrame, episodes: pd.DataFrame, out: Path, seed: 
     for ax in axes[:, 0]:
         ax.set_ylabel("Normalized score", fontsize=8)
     handles = [plt.Rectangle((0, 0), 1, 1, color=colors[i % 10], alpha=0.75) for i in range(len(methods))]
+    handles += [plt.Line2D([0], [0], color=ref_colors[j % 8], linestyle="--") for j in range(len(ref_labels))]
+    names = methods + ref_labels
     fig.legend(
         handles,
-        methods,
+        names,
         loc="lower center",
-        ncol=min(6, len(methods)),
+        ncol=min(6, len(names)),
         fontsize=8,
-        bbox_to_anchor=(0.5, -0.02 - 0.02 * (len(methods) > 6)),
+        bbox_to_anchor=(0.5, -0.02 - 0.02 * (len(names) > 6)),
     )
     fig.suptitle(
         "bars: mean over seeds; dots: seeds; whiskers: 95% bootstrap CI (over episodes where one seed)", fontsize=8
@@ -121,32 +135,100 @@ def per_task_bars(seeds: pd.DataFrame, episodes: pd.DataFrame, out: Path, seed: 
     return _save(fig, out, "per_task")
 
 
-def compute_frontier(points: dict, cis: dict, latency: pd.DataFrame, out: Path) -> Path:
-    """IQM normalized score (95% CI) against ms per planning step (mean ± std): one point per method."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+def compute_frontier(points: dict, cis: dict, costs: pd.DataFrame, out: Path, budgets: dict | None = None) -> Path:
+    """IQM normalized score (95% CI) against measured cost per planning step: steady-state ms (left)
+    and world-model evaluations (right), one point per method, the Pareto front as a line.
+
+    costs: rows = methods, columns steady_ms, model_evals; budgets: {"ms"|"evals": [limits]} drawn
+    as vertical lines, and the methods chosen within them (stars) are `budgets["methods"]`.
+    """
+    from benchctl.report.compute import pareto_front
+
+    budgets = budgets or {}
+    starred = set(budgets.get("methods", []))
+    methods = [m for m in sorted(points) if m in costs.index]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     colors = plt.get_cmap("tab10").colors
-    for i, method in enumerate(sorted(points)):
-        if method not in latency.index:
-            continue
-        x, xerr = latency.loc[method, "ms_mean"], latency.loc[method, "ms_std"]
-        y = points[method][1]
-        low, high = cis[method][0][1], cis[method][1][1]
-        ax.errorbar(
-            x,
-            y,
-            xerr=[[min(xerr, x * 0.999)], [xerr]],
-            yerr=[[y - low], [high - y]],
-            fmt="o",
-            color=colors[i % 10],
-            capsize=3,
-            label=method,
+    label_points = len(methods) > 10  # a legend of many sweep points is unreadable: name them in place
+    for ax, column, kind, xlabel in (
+        (axes[0], "steady_ms", "ms", "ms per planning step (steady state, log scale)"),
+        (axes[1], "model_evals", "evals", "world-model evaluations per step (log scale above 1)"),
+    ):
+        xs = np.array([costs.loc[m, column] for m in methods], dtype=float)
+        ys = np.array([points[m][1] for m in methods])
+        # The policy alone makes no model evaluation: the evaluation axis is linear below 1 to show it.
+        shown = np.isfinite(xs) & ((xs > 0) | (kind == "evals"))
+        for i, m in enumerate(methods):
+            if not shown[i]:
+                continue
+            low, high = cis[m][0][1], cis[m][1][1]
+            ax.errorbar(
+                xs[i],
+                ys[i],
+                yerr=[[ys[i] - low], [high - ys[i]]],
+                fmt="*" if m in starred else "o",
+                markersize=11 if m in starred else 5,
+                color=colors[i % 10],
+                capsize=3,
+                label=m,
+            )
+            if label_points:
+                ax.annotate(m, (xs[i], ys[i]), fontsize=5, xytext=(3, 3), textcoords="offset points")
+        if shown.sum() > 1:
+            idx = np.flatnonzero(shown)
+            front = idx[pareto_front(xs[idx], ys[idx])]
+            ax.step(xs[front], ys[front], where="post", color="gray", linewidth=1, alpha=0.7, label="Pareto front")
+        for limit in budgets.get(kind, []):
+            ax.axvline(limit, color="red", linestyle="--", linewidth=1, label=f"budget {kind}={limit:g}")
+        if shown.any():
+            ax.set_xscale("symlog", linthresh=1) if kind == "evals" else ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("IQM normalized score (95% CI)")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if not label_points:
+        fig.legend(
+            handles, labels, loc="lower center", ncol=min(5, len(labels)), fontsize=7, bbox_to_anchor=(0.5, -0.08)
         )
-    ax.set_xscale("log")
-    ax.set_xlabel("ms per planning step (log scale)")
-    ax.set_ylabel("IQM normalized score")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    fig.tight_layout()
     return _save(fig, out, "compute_frontier")
+
+
+def sweep_curves(table: pd.DataFrame, out: Path) -> Path:
+    """IQM (95% CI band) against each swept option, one panel per (run, planner, option) and a line
+    per combination of the other swept options (Dream-MPC Fig. 5)."""
+    from benchctl.report.compute import sweep_axes
+
+    panels = []
+    for (run, planner), _ in table.groupby(["run", "planner"]):
+        panels += [(run, planner, axis) for axis in sweep_axes(table, run, planner)]
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
+    several_runs = table["run"].nunique() > 1
+    for ax, (run, planner, axis) in zip(axes.flat, panels, strict=False):
+        rows = table[(table["run"] == run) & (table["planner"] == planner)]
+        others = [a for a in sweep_axes(table, run, planner) if a != axis]
+        groups = rows.groupby([f"option:{a}" for a in others]) if others else [((), rows)]
+        for key, group in groups:
+            key = key if isinstance(key, tuple) else (key,)
+            group = group.sort_values(f"option:{axis}")
+            x = group[f"option:{axis}"].to_numpy(dtype=float)
+            label = ", ".join(f"{a}={v}" for a, v in zip(others, key, strict=True)) or planner
+            ax.plot(x, group["iqm"], marker="o", label=label)
+            ax.fill_between(x, group["iqm_low"], group["iqm_high"], alpha=0.15)
+        values = rows[f"option:{axis}"].to_numpy(dtype=float)
+        if values.min() > 0 and values.max() / values.min() >= 10:
+            ax.set_xscale("log")
+        ax.set_xlabel(axis.replace("_", " "))
+        ax.set_ylabel("IQM normalized score")
+        ax.set_title(f"{run}: {planner}" if several_runs else planner, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in axes.flat[len(panels) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, out, "sweeps")
 
 
 def gradient_curves(summary: list[dict], out: Path) -> Path:

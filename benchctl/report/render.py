@@ -16,12 +16,13 @@ import pandas as pd
 import benchctl
 from benchctl.errors import BenchctlError
 from benchctl.report import aggregate as agg
-from benchctl.report import plots, tables
+from benchctl.report import compute, plots, reference, tables
 from benchctl.report.checks import ci_warnings, contention_warnings, failure_warnings, protocol_warnings
 from benchctl.report.exploitation import exploitation_table
 from benchctl.report.load import Results, load_results
 
 FORMATS = ("md", "html", "tex", "csv")
+PAIR = " > "  # key of a probability-of-improvement pair: "X > Y" (method names may hold commas)
 
 
 @dataclass
@@ -31,7 +32,7 @@ class Report:
     warnings: list[str]
     aggregates: dict[str, np.ndarray]  # method -> (4,) Median, IQM, Mean, Optimality Gap
     intervals: dict[str, np.ndarray]  # method -> (2, 4)
-    improvement: dict[str, tuple[float, np.ndarray]] = field(default_factory=dict)  # "X,Y" -> (P, [lo, hi])
+    improvement: dict[str, tuple[float, np.ndarray]] = field(default_factory=dict)  # "X > Y" -> (P, [lo, hi])
     tasks: list[str] = field(default_factory=list)
     coverage: str = ""  # which tasks the aggregates cover (per run when runs differ)
 
@@ -85,7 +86,11 @@ def build_report(
     seed: int = 0,
     formats: list[str] | None = None,
     baseline: str = "policy",
+    references: list[reference.Reference] | None = None,
+    reference_aggregates: bool = False,
 ) -> Report:
+    """The report folder for the results under `roots`; `references` add labeled rows that enter
+    the aggregates only with `reference_aggregates` (and only those with per-seed scores)."""
     formats = formats or list(FORMATS)
     if reps < 100:
         raise BenchctlError(f"--reps {reps}: use at least 100 bootstrap replicates (rliable's default is 50,000)")
@@ -93,7 +98,23 @@ def build_report(
     warnings = list(results.warnings) + protocol_warnings(results) + failure_warnings(results)
     seeds = agg.per_seed(results.episodes)
     run_of = dict(zip(results.cells["method"], results.cells["run"], strict=True))
-    table = agg.score_table(seeds, run_of)
+    planner_of = dict(zip(results.cells["method"], results.cells["planner"], strict=True))
+    refs = references or []
+    ref_rows, ref_warnings = reference.for_report(refs, results.cells)
+    warnings += ref_warnings
+    scored = seeds
+    if reference_aggregates and len(ref_rows):
+        published = sorted(set(ref_rows.loc[~ref_rows["per_seed"].astype(bool), "method"]))
+        if published:
+            warnings.append(
+                f"left out of the aggregates: {', '.join(published)} (only mean ± std per task is published, "
+                "no per-seed scores to bootstrap)"
+            )
+        per_seed = ref_rows[ref_rows["per_seed"].astype(bool)]
+        scored = pd.concat([seeds, per_seed[["method", "task_id", "seed", "score"]]], ignore_index=True)
+        for label in per_seed["method"].unique():  # each reference is its own group, like a run
+            run_of[label] = planner_of[label] = label
+    table = agg.score_table(scored, run_of)
     warnings += table.notes + ci_warnings(table)
     if not table.matrices or not table.tasks:
         raise BenchctlError(
@@ -104,11 +125,10 @@ def build_report(
     top = max(1.0, max(float(m.max()) for m in table.matrices.values()))
     taus = np.linspace(0.0, top, 81)
     profile, bands = agg.performance_profiles(table, taus, reps, seed)
-    planner_of = dict(zip(results.cells["method"], results.cells["planner"], strict=True))
     pairs, pair_warnings = improvement_pairs(table, run_of, planner_of, baseline)
     warnings += pair_warnings
     improvement = {
-        f"{x},{y}": agg.probability_of_improvement(table.matrices[x], table.matrices[y], reps, seed + 1 + k)
+        f"{x}{PAIR}{y}": agg.probability_of_improvement(table.matrices[x], table.matrices[y], reps, seed + 1 + k)
         for k, (x, y) in enumerate(pairs)
     }
 
@@ -119,12 +139,29 @@ def build_report(
     busy, flagged = contention_warnings(results)
     warnings += busy
     latency["contended"] = [flagged.get(m, 0) for m in latency.index]
+    costs = compute.method_costs(seeds)
+    sweeps = compute.sweep_table(results.cells, points, cis, costs)
+    matched = compute.matched_table(results.cells, points, cis, costs)
+    warnings += compute.budget_warnings(matched)
+    budgets: dict = {"methods": list(matched.get("method", []))}
+    for text in sorted(set(matched.get("budget", []))):
+        kind, limit = text.split("=")
+        budgets.setdefault(kind, []).append(float(limit))
     figures = {
         "Aggregate metrics (95% CIs)": plots.aggregate_intervals(points, cis, figures_dir),
         "Performance profiles": plots.profiles(profile, bands, taus, figures_dir),
-        "Normalized score per task (dots: seeds)": plots.per_task_bars(seeds, results.episodes, figures_dir, seed),
-        "Compute frontier: IQM against ms per planning step": plots.compute_frontier(points, cis, latency, figures_dir),
+        "Normalized score per task (dots: seeds; dashed: references)": plots.per_task_bars(
+            seeds, results.episodes, figures_dir, seed, ref_rows
+        ),
+        "Compute frontier: IQM against measured cost per planning step (stars: compute-matched)": (
+            plots.compute_frontier(points, cis, costs, figures_dir, budgets)
+        ),
     }
+    if len(sweeps) and any(
+        compute.sweep_axes(sweeps, run, planner)
+        for run, planner in set(zip(sweeps["run"], sweeps["planner"], strict=True))
+    ):
+        figures["Parameter sweeps: IQM against each swept option"] = plots.sweep_curves(sweeps, figures_dir)
     exploitation = exploitation_table(results.episodes)
     if len(exploitation):
         figures["Model exploitation: actual minus predicted H-step return"] = plots.exploitation(
@@ -138,17 +175,30 @@ def build_report(
     success_tasks = set(
         results.cells.loc[results.cells["normalization"].map(lambda n: n.get("kind") == "success"), "task_id"]
     )
-    per_task = tables.per_task_table(seeds, success_tasks)
+    per_task = tables.per_task_table(seeds, success_tasks, ref_rows)
     protocol = _protocol(results, seeds, table, reps, seed, baseline, run_of)
+    if refs:
+        protocol += [
+            (
+                "references (not measured by benchctl)",
+                "; ".join(f"{r.label}: {r.source}" for r in refs)
+                + (" (in the aggregates where per-seed)" if reference_aggregates else " (not in the aggregates)"),
+            ),
+            ("reference task names", ", ".join(f"{k} = {v}" for k, v in reference.task_names().items())),
+        ]
     files = [p for fig in figures.values() for p in (fig, fig.with_suffix(".pdf"))]
     if "csv" in formats:
         files += _write_csv(out, seeds, per_task, latency, points, cis, improvement)
+        for name, frame in (("sweeps", sweeps), ("matched", matched)):
+            if len(frame):
+                frame.to_csv(out / f"{name}.csv", index=False)
+                files.append(out / f"{name}.csv")
         if len(exploitation):
             exploitation.to_csv(out / "exploitation.csv", index=False)
             files.append(out / "exploitation.csv")
     if "tex" in formats:
         for name, body in (
-            ("per_task", tables.render_per_task(per_task, "tex")),
+            ("per_task", tables.render_per_task(per_task, "tex", references=set(ref_rows["method"]))),
             ("latency", tables.render_latency(latency, "tex")),
         ):
             path = out / f"{name}.tex"
@@ -156,7 +206,10 @@ def build_report(
             files.append(path)
     sections = {
         "per_task": per_task,
+        "references": set(ref_rows["method"]),
         "latency": latency,
+        "sweeps": sweeps,
+        "matched": matched,
         "points": points,
         "cis": cis,
         "improvement": improvement,
@@ -235,7 +288,7 @@ def _write_csv(out: Path, seeds, per_task, latency, points, cis, improvement) ->
     pd.DataFrame(rows).to_csv(out / "aggregates.csv", index=False)
     pd.DataFrame(
         [
-            {"pair": k, "x": k.split(",")[0], "y": k.split(",")[1], "p": v[0], "ci_low": v[1][0], "ci_high": v[1][1]}
+            {"pair": k, "x": k.split(PAIR)[0], "y": k.split(PAIR)[1], "p": v[0], "ci_low": v[1][0], "ci_high": v[1][1]}
             for k, v in improvement.items()
         ]
     ).to_csv(out / "probability_of_improvement.csv", index=False)
@@ -260,22 +313,21 @@ def _write_markdown(out: Path, s: dict) -> Path:
         "",
     ]
     if s["improvement"]:
-        rows = [
-            (k.replace(",", " > "), [f"{v[0]:.3f} [{v[1][0]:.3f}, {v[1][1]:.3f}]"]) for k, v in s["improvement"].items()
-        ]
+        rows = [(k, [f"{v[0]:.3f} [{v[1][0]:.3f}, {v[1][1]:.3f}]"]) for k, v in s["improvement"].items()]
         lines += ["## Probability of improvement", "", tables._render(["pair", "P(X > Y)"], rows, "md"), ""]
     lines += [
         "## Per task (mean ± std over seeds of the per-seed mean return; success rate where scored by success)",
         "",
-        tables.render_per_task(s["per_task"], "md"),
+        tables.render_per_task(s["per_task"], "md", references=s["references"]),
         "",
         "## Planning latency",
         "",
         tables.render_latency(s["latency"], "md"),
         "",
-        "## Figures",
-        "",
     ]
+    for title, body in _compute_sections(s, "md"):
+        lines += [f"## {title}", "", body, ""]
+    lines += ["## Figures", ""]
     for title, png in s["figures"].items():
         lines += [f"### {title}", "", f"![{title}](figures/{png.name})", ""]
     lines += ["## Protocol", ""] + [f"- **{k}**: {v}" for k, v in s["protocol"]]
@@ -284,6 +336,45 @@ def _write_markdown(out: Path, s: dict) -> Path:
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _compute_sections(s: dict, fmt: str) -> list[tuple[str, str]]:
+    """The sweep and compute-matched tables, where the results hold them."""
+    sections = []
+    if len(s["sweeps"]):
+        rows = [
+            (
+                r["method"],
+                [
+                    f"{r['iqm']:.3f} [{r['iqm_low']:.3f}, {r['iqm_high']:.3f}]",
+                    f"{r['steady_ms']:.2f}",
+                    f"{r['model_evals']:,.0f}",
+                ],
+            )
+            for _, r in s["sweeps"].sort_values(["run", "planner", "method"]).iterrows()
+        ]
+        body = tables._render(["sweep point", "IQM [95% CI]", "steady ms / step", "WM evals / step"], rows, fmt)
+        sections.append(("Parameter sweeps (IQM of normalized score per point, measured cost)", body))
+    if len(s["matched"]):
+        rows = [
+            (
+                r["method"],
+                [
+                    r["budget"],
+                    html.escape(r["chosen"]) if fmt == "html" else r["chosen"],
+                    f"{r['cost_when_chosen']:.3g}",
+                    f"{r['cost_now']:.3g}",
+                    r["fitting"],
+                    f"{r['iqm']:.3f} [{r['iqm_low']:.3f}, {r['iqm_high']:.3f}]",
+                ],
+            )
+            for _, r in s["matched"].sort_values("iqm", ascending=False).iterrows()
+        ]
+        header = ["method", "budget", "chosen", "cost (sweep)", "cost (this run)", "configs fitting", "IQM [95% CI]"]
+        sections.append(
+            ("Compute-matched comparison (best measured config within the budget)", tables._render(header, rows, fmt))
+        )
+    return sections
 
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -304,18 +395,18 @@ def _write_html(out: Path, s: dict) -> Path:
         ),
     ]
     if s["improvement"]:
-        rows = [
-            (k.replace(",", " > "), [f"{v[0]:.3f} [{v[1][0]:.3f}, {v[1][1]:.3f}]"]) for k, v in s["improvement"].items()
-        ]
+        rows = [(k, [f"{v[0]:.3f} [{v[1][0]:.3f}, {v[1][1]:.3f}]"]) for k, v in s["improvement"].items()]
         parts += ["<h2>Probability of improvement</h2>", tables._render(["pair", "P(X > Y)"], rows, "html")]
     parts += [
         "<h2>Per task</h2><p>mean ± std over seeds of the per-seed mean return (success rate where scored "
         "by success); best in bold, second underlined.</p>",
-        tables.render_per_task(s["per_task"], "html"),
+        tables.render_per_task(s["per_task"], "html", references=s["references"]),
         "<h2>Planning latency</h2>",
         tables.render_latency(s["latency"], "html"),
-        "<h2>Figures</h2>",
     ]
+    for title, body in _compute_sections(s, "html"):
+        parts += [f"<h2>{html.escape(title)}</h2>", body]
+    parts.append("<h2>Figures</h2>")
     for title, png in s["figures"].items():
         data = base64.b64encode(png.read_bytes()).decode()
         parts.append(

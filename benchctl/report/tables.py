@@ -13,21 +13,43 @@ import numpy as np
 import pandas as pd
 
 
-def per_task_table(seeds: pd.DataFrame, success_tasks: set[str]) -> pd.DataFrame:
-    """Rows: tasks; columns: (method, "mean"/"std"/"seeds") of the per-seed mean return or success."""
+def per_task_table(
+    seeds: pd.DataFrame, success_tasks: set[str], references: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Rows: tasks; columns: (method, "mean"/"std"/"seeds") of the per-seed mean return or success.
+
+    references (reference.for_report rows) add their columns after the measured methods: per-seed
+    references summarized like a method, published ones with their published mean ± std (3 seeds).
+    """
     values = seeds.assign(value=np.where(seeds["task_id"].isin(success_tasks), seeds["success"], seeds["ret"]))
     grouped = values.groupby(["task_id", "method"])["value"]
     table = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=0), "seeds": grouped.count()})
-    return table.unstack("method").swaplevel(0, 1, axis=1).sort_index(axis=1)
+    table = table.unstack("method").swaplevel(0, 1, axis=1).sort_index(axis=1)
+    if references is None or references.empty:
+        return table
+    columns = {}
+    for label, rows in references.groupby("method", sort=False):
+        rows = rows[rows["task_id"].isin(table.index)]
+        by_task = rows.groupby("task_id")["value"]
+        if rows["per_seed"].astype(bool).all():
+            summary = pd.DataFrame({"mean": by_task.mean(), "std": by_task.std(ddof=0), "seeds": by_task.count()})
+        else:
+            first = rows.groupby("task_id").first()
+            summary = pd.DataFrame({"mean": first["value"], "std": first["std"], "seeds": 3})
+        for stat in ("mean", "std", "seeds"):
+            columns[(label, stat)] = summary[stat].reindex(table.index)
+    return pd.concat([table, pd.DataFrame(columns, index=table.index)], axis=1)
 
 
 def latency_table(seeds: pd.DataFrame) -> pd.DataFrame:
-    """Rows: methods; columns: ms/step mean and std over (task, seed) cells, WM evals/step, cells."""
+    """Rows: methods; columns: ms/step mean and std over (task, seed) cells, the median steady-state
+    p50 (steps after the first), WM evals/step, cells."""
     grouped = seeds.groupby("method")
     return pd.DataFrame(
         {
             "ms_mean": grouped["latency_ms"].mean(),
             "ms_std": grouped["latency_ms"].std(ddof=0),
+            "steady_p50": grouped["steady_ms"].median(),
             "model_evals": grouped["model_evals"].mean(),
             "cells": grouped["latency_ms"].count(),
         }
@@ -46,12 +68,14 @@ def _fmt(mean: float, std: float, digits: int) -> str:
     return f"{mean:.{digits}f} ± {0.0 if np.isnan(std) else std:.{digits}f}"
 
 
-def render_per_task(table: pd.DataFrame, fmt: str, digits: int = 1) -> str:
-    """The per-task table as `md`, `html` or `tex`, best bold and second underlined."""
+def render_per_task(table: pd.DataFrame, fmt: str, digits: int = 1, references: set[str] | None = None) -> str:
+    """The per-task table as `md`, `html` or `tex`, best bold and second underlined among the
+    measured methods (reference columns are never marked)."""
     methods = list(dict.fromkeys(table.columns.get_level_values(0)))
+    references = references or set()
     rows = []
     for task, row in table.iterrows():
-        means = pd.Series({m: row[(m, "mean")] for m in methods})
+        means = pd.Series({m: row[(m, "mean")] for m in methods if m not in references})
         ranks = _ranks(means)
         cells = []
         for m in methods:
@@ -67,12 +91,19 @@ def render_latency(table: pd.DataFrame, fmt: str) -> str:
     rows = [
         (
             str(m),
-            [_fmt(r["ms_mean"], r["ms_std"], 2), f"{r['model_evals']:,.0f}", str(int(r["cells"]))]
+            [
+                _fmt(r["ms_mean"], r["ms_std"], 2),
+                f"{r['steady_p50']:.2f}",
+                f"{r['model_evals']:,.0f}",
+                str(int(r["cells"])),
+            ]
             + ([str(int(r["contended"]))] if contended else []),
         )
         for m, r in table.sort_values("ms_mean").iterrows()
     ]
-    header = ["method", "ms / planning step", "WM evals / step", "cells"] + (["contended cells"] if contended else [])
+    header = ["method", "ms / planning step", "steady p50 ms", "WM evals / step", "cells"] + (
+        ["contended cells"] if contended else []
+    )
     return _render(header, rows, fmt)
 
 
