@@ -178,13 +178,13 @@ def two_families(root: Path) -> None:
 def test_baseline_by_planner_name_matches_within_each_family(tmp_path):
     two_families(tmp_path / "results")
     report = build_report([tmp_path / "results"], tmp_path / "r", reps=100, formats=["csv"], baseline="policy")
-    assert set(report.improvement) == {"tdmpc2/dream_mpc,tdmpc2/policy", "bmpc/dream_mpc,bmpc/policy"}
+    assert set(report.improvement) == {"tdmpc2/dream_mpc > tdmpc2/policy", "bmpc/dream_mpc > bmpc/policy"}
     assert all(p == 1.0 for p, _ in report.improvement.values())
     rows = (tmp_path / "r" / "probability_of_improvement.csv").read_text().splitlines()
     assert len(rows) == 3  # header + the two within-family pairs
     # A method's full name still picks that one method, across families.
     exact = build_report([tmp_path / "results"], tmp_path / "e", reps=100, formats=["csv"], baseline="bmpc/policy")
-    assert "tdmpc2/dream_mpc,bmpc/policy" in exact.improvement
+    assert "tdmpc2/dream_mpc > bmpc/policy" in exact.improvement
 
 
 def test_unmatched_baseline_is_a_warning_not_an_empty_table(tmp_path):

@@ -68,6 +68,7 @@ def matched_table(cells: pd.DataFrame, points: dict, cis: dict, costs: pd.DataFr
                 "cost_when_chosen": match.get("cost"),
                 "cost_now": costs.loc[method, "steady_ms" if kind == "ms" else "model_evals"],
                 "fitting": f"{match.get('fitting')} of {match.get('candidates')}",
+                "measured_on": match.get("device_name", ""),
                 "iqm": points[method][1],
                 "iqm_low": cis[method][0][1],
                 "iqm_high": cis[method][1][1],

@@ -365,12 +365,22 @@ def _compute_sections(s: dict, fmt: str) -> list[tuple[str, str]]:
                     f"{r['cost_when_chosen']:.3g}",
                     f"{r['cost_now']:.3g}",
                     r["fitting"],
+                    html.escape(r["measured_on"]) if fmt == "html" else r["measured_on"],
                     f"{r['iqm']:.3f} [{r['iqm_low']:.3f}, {r['iqm_high']:.3f}]",
                 ],
             )
             for _, r in s["matched"].sort_values("iqm", ascending=False).iterrows()
         ]
-        header = ["method", "budget", "chosen", "cost (sweep)", "cost (this run)", "configs fitting", "IQM [95% CI]"]
+        header = [
+            "method",
+            "budget",
+            "chosen",
+            "cost (sweep)",
+            "cost (this run)",
+            "configs fitting",
+            "measured on",
+            "IQM [95% CI]",
+        ]
         sections.append(
             ("Compute-matched comparison (best measured config within the budget)", tables._render(header, rows, fmt))
         )
