@@ -336,12 +336,11 @@ def report_command(
     from benchctl.report.render import build_report, parse_formats
 
     chosen = parse_formats(formats)
-    loaded = refs.load(reference or [], reference_step)
+    specs, roots = refs.claim_csv_folders(reference or [], roots or [Path("results")])
+    loaded = refs.load(specs, reference_step)
     writable_dir("--out", out_dir)
     with err.status("bootstrapping confidence intervals..."):
-        report = build_report(
-            roots or [Path("results")], out_dir, reps, seed, chosen, baseline, loaded, reference_aggregates
-        )
+        report = build_report(roots, out_dir, reps, seed, chosen, baseline, loaded, reference_aggregates)
     for warning in report.warnings:
         err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     table = Table(title=f"aggregates, 95% CIs ({reps} bootstrap replicates) over {report.coverage}")

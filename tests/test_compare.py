@@ -267,6 +267,11 @@ def test_references_render_as_labeled_rows_and_leave_the_aggregates_alone(tmp_pa
     assert "references (not measured by benchctl)" in text and "cup-catch = ball_in_cup-catch" in text
     plain_aggs = pd.read_csv(plain / "aggregates.csv")
     pd.testing.assert_frame_equal(plain_aggs, pd.read_csv(with_refs / "aggregates.csv"))
+    # As the TD-MPC2 users write it: `--reference tdmpc2-csv DIR`, DIR landing among the results folders.
+    spaced = tmp_path / "spaced"
+    done = run_cli("report", "--reference", "tdmpc2-csv", str(csv_dir), *common, "--out", str(spaced))
+    assert done.returncode == 0, done.stderr
+    assert "ref: tdmpc2 csv (final step)" in (spaced / "report.md").read_text()
 
     done = run_cli("report", *common, "--out", str(in_aggs), *refs, "--reference-aggregates")
     assert done.returncode == 0, done.stderr

@@ -59,6 +59,26 @@ def parse_spec(text: str) -> tuple[str, Path | None]:
     return kind, Path(path).expanduser() if path else None
 
 
+def is_curve_folder(path: Path) -> bool:
+    """A folder of TD-MPC2-format CSVs (and no benchctl results)."""
+    if not path.is_dir() or next(path.rglob("seed-*.jsonl"), None) is not None:
+        return False
+    first = next(iter(sorted(path.glob("*.csv"))), None)
+    return first is not None and first.read_text().startswith("step,")
+
+
+def claim_csv_folders(specs: list[str], roots: list[Path]) -> tuple[list[str], list[Path]]:
+    """`--reference tdmpc2-csv DIR` as the issue tracker and TD-MPC2 users write it: the shell hands
+    DIR over as a results folder; a bare `tdmpc2-csv` takes the first such folder of curves."""
+    specs, roots = list(specs), list(roots)
+    for i, text in enumerate(specs):
+        folder = next((r for r in roots if is_curve_folder(r)), None) if text == "tdmpc2-csv" else None
+        if folder is not None:
+            specs[i] = f"tdmpc2-csv={folder}"
+            roots.remove(folder)
+    return specs, roots or [Path("results")]
+
+
 def load(specs: list[str], step: int | None) -> list[Reference]:
     """Every --reference, in order; `step` picks the training step of learning-curve references."""
     refs: list[Reference] = []
