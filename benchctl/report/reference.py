@@ -174,6 +174,7 @@ def for_report(refs: list[Reference], cells: pd.DataFrame) -> tuple[pd.DataFrame
     tasks = tasks.assign(protocol=list(zip(tasks["episode_length"], tasks["action_repeat"], strict=True)))
     frames, warnings = [], []
     missing: dict[tuple[str, ...], list[str]] = {}  # tasks without a reference -> the references lacking them
+    absent: list[str] = []  # references holding none of the report's tasks
     for ref in refs:
         merged = ref.scores.merge(tasks, on="task", suffixes=("", "_report"))
         differs = merged["protocol"] != merged["protocol_report"]
@@ -186,7 +187,7 @@ def for_report(refs: list[Reference], cells: pd.DataFrame) -> tuple[pd.DataFrame
         merged = merged[~differs]
         if merged.empty:
             if not differs.any():
-                warnings.append(f"{ref.label}: none of the report's tasks ({', '.join(tasks['task'])}) is in it")
+                absent.append(ref.label)
             continue
         lacking = tuple(sorted(set(tasks["task"]) - set(merged["task"])))
         if lacking:
@@ -198,6 +199,8 @@ def for_report(refs: list[Reference], cells: pd.DataFrame) -> tuple[pd.DataFrame
         frames.append(merged.assign(method=ref.label, score=scores, per_seed=ref.per_seed))
         warnings += ref.notes
     warnings += [f"no reference for {', '.join(tasks)} in: {', '.join(labels)}" for tasks, labels in missing.items()]
+    if absent:
+        warnings.append(f"none of the report's tasks ({', '.join(tasks['task'])}) is in: {', '.join(absent)}")
     if not frames:
         return pd.DataFrame(columns=["method", "task_id", "seed", "value", "std", "score", "per_seed"]), warnings
     return pd.concat(frames, ignore_index=True), warnings
