@@ -10,6 +10,7 @@ import torch
 
 from benchctl.envs.base import Env, SimulatorError
 from benchctl.planners.base import Plan, Planner
+from benchctl.planners.rollout import predict_plan
 
 
 def episode_seed(cell_seed: int, episode: int) -> int:
@@ -72,6 +73,21 @@ def plan_step(planner: Planner, obs: np.ndarray, generator: torch.Generator, dev
         return planner.plan(z, generator)
 
 
+def _prediction(planner: Planner, obs: np.ndarray, plan: Plan, device: torch.device) -> tuple:
+    """(predicted return, predicted discounted reward sum) of the executed plan, for the
+    model-exploitation metric: `predict_plan` on the plan's sequence when the planner gives one,
+    else its own numbers. Outside the timed region, and its model evaluations are not counted."""
+    if plan.sequence is None:
+        return plan.predicted_return, plan.predicted_rewards
+    model = planner.model
+    counted = model.model_evals
+    with torch.inference_mode():
+        z = model.encode(torch.as_tensor(obs, device=device).unsqueeze(0))
+        prediction = predict_plan(model, z, plan.sequence.detach())
+    model.model_evals = counted
+    return prediction
+
+
 def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> dict:
     """One seeded episode. Returns the record the store writes (minus the episode index).
 
@@ -89,6 +105,7 @@ def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> 
     planner.reset()
     latencies, evals, rewards, predicted, predicted_rewards = [], [], [], [], []
     total, success, failed, start = 0.0, None, None, time.perf_counter()
+    counts = dict.fromkeys(planner.counted_info, 0)
     for step in range(env.episode_length):
         evals_before = model.model_evals
         t0 = timer.now()
@@ -104,8 +121,11 @@ def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> 
         except SimulatorError as exc:
             failed = str(exc)
             break
-        predicted.append(_finite_or_none(plan.predicted_return))
-        predicted_rewards.append(_finite_or_none(plan.predicted_rewards))
+        for key in counts:
+            counts[key] += int(plan.info.get(key, 0))
+        predicted_return, predicted_sum = _prediction(planner, obs, plan, device)
+        predicted.append(_finite_or_none(predicted_return))
+        predicted_rewards.append(_finite_or_none(predicted_sum))
         rewards.append(result.reward)
         total += result.reward
         obs = result.obs
@@ -122,6 +142,8 @@ def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> 
         "model_evals_per_step": float(np.mean(evals)),
         "rewards": [round(r, 6) for r in rewards],
     }
+    if counts:  # e.g. Dream-MPC's steps where the uncertainty term rewarded disagreement
+        record["info_counts"] = counts
     if failed is not None:
         record["failed"] = failed
     if any(p is not None for p in predicted):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import gymnasium as gym
+import numpy as np
 import torch
 
-from benchctl.analysis.gradients import snr, stats_from
+from benchctl.analysis.gradients import snr, stats_from, true_gradients
 from benchctl.train.tdmpc2 import TDMPC2Learner, new_model
 from tests.conftest import run_cli
 
@@ -25,6 +27,33 @@ def test_zero_variance_is_undefined_not_a_division_by_zero():
     assert snr(constant) is None
     stats = stats_from(torch.stack([constant, torch.randn(32, 6)]))
     assert stats.undefined_states == 1 and stats.esnr is not None
+
+
+def reached_return(state: np.ndarray, actions: list[float]) -> float:
+    """gymnasium Pendulum-v1: the rewards of the H steps, then the reward of the last reached state
+    at zero torque (its state cost), actions in [-1, 1] units (torque = 2 a)."""
+    env = gym.make("Pendulum-v1").unwrapped
+    env.reset(seed=0)
+    env.state = state.copy()
+    total = 0.0
+    for a in [*actions, 0.0]:
+        total += float(env.step(np.array([2.0 * a], dtype=np.float32))[1])
+    return total
+
+
+def test_true_gradient_differentiates_the_reached_states_as_gymnasium_scores_them():
+    # Independent reference: central differences of gymnasium's own rewards. At H = 1 the gradient
+    # is mostly the effect of the torque on the reached state, not the 0.001 u^2 action cost alone.
+    state, actions = np.array([2.5, -1.0]), [0.3, -0.2]
+    grad = true_gradients(torch.tensor(state[None]), torch.tensor(actions).view(2, 1, 1))[:, 0, 0].double()
+    for h in range(2):
+        step = np.zeros(2)
+        step[h] = 1e-4
+        numeric = (reached_return(state, list(actions + step)) - reached_return(state, list(actions - step))) / 2e-4
+        assert abs(float(grad[h]) - numeric) < 1e-3 * max(1.0, abs(numeric))
+    one = true_gradients(torch.tensor(state[None]), torch.tensor([[[0.3]]]))[0, 0, 0]
+    action_cost_only = -0.001 * 2 * (2 * 0.3) * 2  # d/da of -0.001 (2a)^2
+    assert abs(float(one)) > 10 * abs(action_cost_only)
 
 
 def test_gradients_command_on_the_true_and_a_learned_pendulum(tmp_path):

@@ -1,7 +1,10 @@
 """Planner-gradient quality (Dream-MPC App. D.2, Eq. 17; spec/planners.md section 8).
 
 ESNR(g) = E_states[ sum_i E[g_i]^2 / sum_i Var[g_i] ], i over the H x A action coordinates, with
-g = d/da sum_{h<H} r_h the gradient of the undiscounted H-step return. Inner mean and variance:
+g = d/da of the undiscounted return of the H states the actions reach (tau = t+1 ... t+H, Eq. 17):
+the H step rewards r(s_h, a_h), h < H, whose state part at h = 0 no action changes, plus the state
+reward of s_H (the reward there at zero action). Pendulum-v1's reward is computed from the pre-step
+state, so without that last term H = 1 would differentiate only the 0.001 u^2 action cost. Inner mean and variance:
 over K gradient samples at one state, whose randomness is the planner's initialization (Grad-MPC:
 N(0, 1) candidates; Dream-MPC: policy-sampled proposals). Outer mean: over states. A state whose
 total variance is zero has an undefined SNR and is counted, not averaged.
@@ -14,9 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from benchctl.agents.pendulum import PendulumModel, dynamics
+from benchctl.planners.rollout import policy_rollout
 
 
 def snr(grads: torch.Tensor) -> float | None:
@@ -39,7 +44,7 @@ class GradientStats:
     esnr: float | None
     undefined_states: int
     grad_norm_mean: float  # mean over states and samples of ||g||_2
-    grad_norm_std: float
+    grad_norm_std: float  # std over states and samples of ||g||_2
     grad_variance: float  # mean over states of sum_i Var[g_i]
 
 
@@ -58,25 +63,29 @@ def stats_from(grads: torch.Tensor) -> GradientStats:
 
 
 def learned_gradients(model, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """d/da of the predicted return sum_h R(z_h, a_h) (no discount, no value): actions (H, N, A) -> same."""
+    """d/da of the predicted return of the reached states, sum_{h<H} R(z_h, a_h) + R(z_H, 0) (no
+    discount, no value): actions (H, N, A) -> same."""
     actions = actions.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         z, total = z0, 0.0
         for a in actions:
             z, r = model.step(z, a)
             total = total + r.sum()
+        total = total + model.step(z, torch.zeros_like(actions[0]))[1].sum()  # the last reached state
         (grad,) = torch.autograd.grad(total, actions)
     return grad
 
 
 def true_gradients(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """d/da of Pendulum-v1's true return from states (N, 2) under actions (H, N, 1) in [-1, 1] units."""
+    """d/da of Pendulum-v1's true return of the reached states, sum_{h<H} r(s_h, a_h) + r(s_H, 0),
+    from states (N, 2) under actions (H, N, 1) in [-1, 1] units."""
     actions = actions.detach().clone().double().requires_grad_(True)
     with torch.enable_grad():
         s, total = states.double(), 0.0
         for a in actions:
             s, r = dynamics(s, PendulumModel.max_torque_of(a))
             total = total + r.sum()
+        total = total + dynamics(s, torch.zeros_like(s[:, :1]))[1].sum()  # the last reached state
         (grad,) = torch.autograd.grad(total, actions)
     return grad.float()
 
@@ -105,7 +114,8 @@ class StudyConfig:
 
     def protocol(self, agent: str | None) -> dict:
         return {
-            "objective": "undiscounted H-step return sum_{h<H} r_h, gradient w.r.t. the H x A actions",
+            "objective": "undiscounted return of the H reached states, sum_{h<H} r(s_h, a_h) + r(s_H, 0) "
+            "(Eq. 17, tau = t+1..t+H), gradient w.r.t. the H x A actions",
             "esnr": "mean over states of sum_i mean_i^2 / sum_i var_i (Eq. 17); var unbiased over samples; "
             "states whose variance is zero or at float rounding level (relative spread < 16 eps) are undefined",
             "samples_per_state": self.samples,
@@ -144,7 +154,7 @@ def visited_states(agent, config: StudyConfig, seed: int) -> torch.Tensor:
             if result.done:
                 break
     pick = torch.randperm(len(seen), generator=generator)[: config.states]
-    return torch.from_numpy(__import__("numpy").stack(seen))[pick]
+    return torch.from_numpy(np.stack(seen))[pick]
 
 
 def run_study(agent, config: StudyConfig, agent_label: str | None = None) -> dict:
@@ -175,8 +185,6 @@ def run_study(agent, config: StudyConfig, agent_label: str | None = None) -> dic
                     elif model_name == "ground_truth":
                         actions = policy_proposals_true(agent, states_k, horizon, generator)
                     else:
-                        from benchctl.planners.rollout import policy_rollout
-
                         with torch.no_grad():
                             actions = policy_rollout(agent, z_k, horizon, generator)
                     if model_name == "ground_truth":
@@ -193,8 +201,6 @@ def run_study(agent, config: StudyConfig, agent_label: str | None = None) -> dic
 
 def summarize(rows: list[dict]) -> list[dict]:
     """Mean +- std over seeds per (model, planner, horizon); ESNR over the seeds where it is defined."""
-    import numpy as np
-
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["model"], r["planner"], r["horizon"]), []).append(r)
@@ -211,7 +217,8 @@ def summarize(rows: list[dict]) -> list[dict]:
                 "esnr_std": float(np.std(esnr)) if esnr else None,
                 "undefined_states": int(sum(r["undefined_states"] for r in rs)),
                 "grad_norm_mean": float(np.mean([r["grad_norm_mean"] for r in rs])),
-                "grad_norm_std": float(np.std([r["grad_norm_mean"] for r in rs])),
+                # the spread over seeds of each seed's mean norm (not the spread of the gradients)
+                "grad_norm_seed_std": float(np.std([r["grad_norm_mean"] for r in rs])),
                 "grad_variance": float(np.mean([r["grad_variance"] for r in rs])),
             }
         )

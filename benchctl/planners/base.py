@@ -26,11 +26,14 @@ from benchctl.errors import BenchctlError, did_you_mean, unknown
 class Plan:
     """A planner's decision for one environment step.
 
-    action: (A,) in [-1, 1]; predicted_return: the model's return estimate of the executed plan
-    (None when the planner makes none); predicted_rewards: its discounted H-step sum of predicted
-    rewards alone, sum_h gamma^h R(z_h, a_h), for the model-exploitation metric (spec/planners.md
-    section 10); info: planner-specific scalars; distribution: (mean (A,), std (A,)) of the action
-    distribution the planner settled on, for planners that keep one (MPPI: BMPC's imitation target).
+    action: (A,) in [-1, 1]; predicted_return: the planner's own estimate of what it chose (its
+    objective; None when it makes none); predicted_rewards: a discounted H-step sum of predicted
+    rewards. The episode loop replaces both by `rollout.predict_plan` of `sequence` where a planner
+    gives one, so every planner's model-exploitation data (spec/planners.md section 10) is the
+    model's prediction for the plan it executes; info: planner-specific scalars; distribution:
+    (mean (A,), std (A,)) of the action distribution the planner settled on, for planners that keep
+    one (MPPI: BMPC's imitation target); sequence: the open-loop plan (H, A) whose first action is
+    executed.
     """
 
     action: torch.Tensor
@@ -38,6 +41,7 @@ class Plan:
     predicted_rewards: float | None = None
     info: dict[str, float] = field(default_factory=dict)
     distribution: tuple[torch.Tensor, torch.Tensor] | None = None
+    sequence: torch.Tensor | None = None  # (H, A): the open-loop plan whose first action is `action`
 
 
 class Planner(ABC):
@@ -47,6 +51,7 @@ class Planner(ABC):
     paper: ClassVar[str]
     Config: ClassVar[type]
     uses_gradients: ClassVar[bool] = False
+    counted_info: ClassVar[tuple[str, ...]] = ()  # Plan.info keys the episode record sums (`info_counts`)
     reports_distribution: ClassVar[bool] = False  # fills Plan.distribution (what BMPC imitates)
 
     def __init__(self, model: WorldModel, config: Any):

@@ -82,4 +82,5 @@ class CEMPlanner(Planner):
             elites = actions[:, elite_idx]
             mean = (1 - mean_step) * mean + mean_step * elites.mean(1)
             std = (1 - std_step) * std + std_step * elites.std(1, unbiased=False)
-        return Plan(action=mean[0].clamp(-1, 1), predicted_return=float(elite_value.mean()))
+        plan = mean.clamp(-1, 1)
+        return Plan(action=plan[0], predicted_return=float(elite_value.mean()), sequence=plan)

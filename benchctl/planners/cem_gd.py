@@ -165,4 +165,5 @@ class CEMGDPlanner(Planner):
         else:
             plan, predicted = actions[:, best], float(values[best])
         self._previous = plan.clone()
-        return Plan(action=plan[0].clamp(-1, 1), predicted_return=predicted if predicted == predicted else None)
+        plan = plan.clamp(-1, 1)
+        return Plan(action=plan[0], predicted_return=predicted if predicted == predicted else None, sequence=plan)

@@ -68,6 +68,7 @@ class DreamMPCPlanner(Planner):
     paper = "Dream-MPC (Spieler et al.), Alg. 1: gradient ascent on policy proposals, reuse, uncertainty penalty"
     Config = DreamMPCConfig
     uses_gradients = True
+    counted_info = ("uncertainty_bonus",)
 
     def __init__(self, model, config: DreamMPCConfig):
         super().__init__(model, config)
@@ -76,9 +77,11 @@ class DreamMPCPlanner(Planner):
         self.last_initial: torch.Tensor | None = None  # (H, N, A) candidates before optimization
         self.last_candidates: torch.Tensor | None = None  # (H, N, A) after optimization
         self.last_reward_sums: torch.Tensor | None = None  # (N,) discounted reward sums of the last objective
+        self.last_penalty: torch.Tensor | None = None  # (N,) summed uncertainty u of the last objective
 
     def reset(self) -> None:
         self._previous = None
+        self.last_penalty = None
 
     @classmethod
     def model_evals_per_step(cls, config: DreamMPCConfig, action_dim: int) -> int:
@@ -106,6 +109,7 @@ class DreamMPCPlanner(Planner):
             points = torch.cat([*latents, z])
             point_actions = torch.cat([*actions, final_action]) if final_action is not None else None
             penalty = uncertainty(model, points, point_actions).view(len(actions) + 1, -1).sum(0)
+        self.last_penalty = penalty.detach()
         return ret - lam * penalty
 
     def initial_candidates(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -134,9 +138,15 @@ class DreamMPCPlanner(Planner):
         best = int(torch.argmax(ranking))
         self.last_candidates = actions
         self._previous = actions.clamp(-1, 1)
+        info = {"best_candidate": best}
+        if self.lambda_unc and self.last_penalty is not None:
+            # u = mean * std of the value heads: where the mean value is negative, -lambda u rewards
+            # disagreement instead of penalizing it (spec/planners.md section 5). Counted per episode.
+            info["uncertainty_bonus"] = float(self.last_penalty[best] < 0)
         return Plan(
             action=self._previous[0, best],
             predicted_return=float(ranking[best]),
             predicted_rewards=float(reward_sums[best]),
-            info={"best_candidate": best},
+            info=info,
+            sequence=self._previous[:, best],
         )

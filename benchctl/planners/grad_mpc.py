@@ -75,5 +75,8 @@ class GradMPCPlanner(Planner):
         best = int(torch.argmax(ranking))
         self.last_candidates = actions.detach()
         return Plan(
-            action=self.last_candidates[0, best], predicted_return=float(ranking[best]), info={"best_candidate": best}
+            action=self.last_candidates[0, best],
+            predicted_return=float(ranking[best]),
+            info={"best_candidate": best},
+            sequence=self.last_candidates[:, best],
         )

@@ -59,7 +59,8 @@ class MPPIResult:
 
     mean, std: (H, b, A), the final sampling distribution; action: (b, A), the first action of
     the elite drawn by Gumbel-max; value: (b,), that elite's estimated return; elite_index: (b,)
-    its position among the N candidates of the last iteration.
+    its position among the N candidates of the last iteration; sequence: (H, b, A), that elite's
+    whole action sequence.
     """
 
     mean: torch.Tensor
@@ -67,6 +68,7 @@ class MPPIResult:
     action: torch.Tensor
     value: torch.Tensor
     elite_index: torch.Tensor
+    sequence: torch.Tensor
 
 
 ValueFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -117,6 +119,7 @@ def mppi_search(
         action=elite_actions[0, rows, chosen],
         value=elite_value[rows, chosen],
         elite_index=elite_idx[rows, chosen],
+        sequence=elite_actions[:, rows, chosen],
     )
 
 
@@ -167,4 +170,5 @@ class MPPIPlanner(Planner):
             predicted_rewards=float(self.last_reward_sums[result.elite_index[0]]),
             info={"std0": float(std0.mean())},
             distribution=(action_chosen, std0),  # BMPC's imitation target: chosen elite, before noise
+            sequence=result.sequence[:, 0],
         )

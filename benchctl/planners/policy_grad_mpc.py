@@ -55,4 +55,5 @@ class PolicyGradMPCPlanner(Planner):
                 (grad,) = torch.autograd.grad(value.sum(), actions)
             ranking = value.detach()
             actions = actions.detach() + cfg.lr * grad
-        return Plan(action=actions[0, 0].clamp(-1, 1), predicted_return=float(ranking[0]))
+        plan = actions[:, 0].clamp(-1, 1)
+        return Plan(action=plan[0], predicted_return=float(ranking[0]), sequence=plan)

@@ -76,6 +76,21 @@ def open_loop_return(
     return total
 
 
+@torch.no_grad()
+def predict_plan(model: WorldModel, z: torch.Tensor, sequence: torch.Tensor) -> tuple[float, float]:
+    """The model's prediction for an executed open-loop plan: (discounted reward sum plus
+    gamma^H times the terminal value, discounted reward sum alone).
+
+    z: (1, Z), sequence: (H, A). Deterministic, so it leaves every generator alone: the terminal
+    value is the mean over all value heads at the policy's mean action (V heads: at z_H).
+    """
+    rewards, z_end = reward_sum(model, z, sequence.unsqueeze(1), model.discount)
+    action = model.policy(z_end, eps=torch.zeros(1, model.action_dim, device=z.device))[1]
+    value = model.value(z_end, action if model.value_uses_action else None).mean(0).squeeze()
+    total = rewards.squeeze() + model.discount ** len(sequence) * value
+    return float(total), float(rewards.squeeze())
+
+
 def shift(plan: torch.Tensor, fill: str = "duplicate") -> torch.Tensor:
     """Warm start for the next step: plan[h] <- plan[h + 1]; the last step duplicates the new last
     (`duplicate`) or is zero (`zero`). plan: (H, ...)."""

@@ -58,23 +58,23 @@ class SMCPlanner(Planner):
         cfg, model = self.config, self.model
         S = cfg.particles
         zs = z.expand(S, -1)
-        first_action = None
         value_now = self.state_value(zs, generator) if cfg.value else None
         returns = torch.zeros(S, device=z.device)  # each particle's predicted reward so far
+        sequences = torch.empty(0, S, model.action_dim, device=z.device)  # (h, S, A): each particle's actions
         for _ in range(cfg.horizon + 1):
             a = model.policy(zs, generator=generator)[0]
             z_next, reward = model.step(zs, a)
             advantage = reward.squeeze(1)
-            if cfg.value:
+            if cfg.value:  # the one-step advantage r + gamma V(z') - V(z) (Alg. 2)
                 value_next = self.state_value(z_next, generator)
-                advantage = advantage + value_next - value_now
-            if first_action is None:
-                first_action = a
+                advantage = advantage + model.discount * value_next - value_now
             weights = torch.softmax(advantage / cfg.temperature, dim=0)
             ancestors = torch.multinomial(weights, S, replacement=True, generator=generator)
-            zs, first_action = z_next[ancestors], first_action[ancestors]
+            sequences = torch.cat([sequences, a.unsqueeze(0)])[:, ancestors]
+            zs = z_next[ancestors]
             returns = returns[ancestors] + reward.squeeze(1)[ancestors]
             if cfg.value:
                 value_now = value_next[ancestors]
-        pick = torch.randint(S, (1,), generator=generator, device=z.device)
-        return Plan(action=first_action[pick[0]].clamp(-1, 1), predicted_return=float(returns[pick[0]]))
+        pick = int(torch.randint(S, (1,), generator=generator, device=z.device))
+        plan = sequences[: cfg.horizon, pick].clamp(-1, 1)  # its H actions: the window the metric compares
+        return Plan(action=plan[0], predicted_return=float(returns[pick]), sequence=plan)

@@ -242,7 +242,7 @@ def gradient_curves(summary: list[dict], out: Path) -> Path:
             )
             h = np.array([r["horizon"] for r in rows])
             for row, (key, std_key, label) in enumerate(
-                (("esnr_mean", "esnr_std", "ESNR"), ("grad_norm_mean", "grad_norm_std", "gradient norm"))
+                (("esnr_mean", "esnr_std", "ESNR"), ("grad_norm_mean", "grad_norm_seed_std", "gradient norm"))
             ):
                 y = np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=float)
                 s = np.array([np.nan if r[std_key] is None else r[std_key] for r in rows], dtype=float)

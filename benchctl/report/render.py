@@ -177,6 +177,16 @@ def build_report(
     )
     per_task = tables.per_task_table(seeds, success_tasks, ref_rows)
     protocol = _protocol(results, seeds, table, reps, seed, baseline, run_of)
+    if len(exploitation):
+        protocol.append(
+            (
+                "model exploitation",
+                "prediction at step t = the model's discounted H-step reward sum along the open-loop plan the planner "
+                "executes (its first action is taken), computed after planning, neither timed nor counted; the same "
+                "definition for every planner that plans a sequence (the policy alone makes none); realized = the "
+                "discounted sum of the next H rewards obtained",
+            )
+        )
     if refs:
         protocol += [
             (
@@ -316,7 +326,8 @@ def _write_markdown(out: Path, s: dict) -> Path:
         rows = [(k, [f"{v[0]:.3f} [{v[1][0]:.3f}, {v[1][1]:.3f}]"]) for k, v in s["improvement"].items()]
         lines += ["## Probability of improvement", "", tables._render(["pair", "P(X > Y)"], rows, "md"), ""]
     lines += [
-        "## Per task (mean ± std over seeds of the per-seed mean return; success rate where scored by success)",
+        "## Per task (mean ± sample std (ddof = 1) over seeds of the per-seed mean return, the mean alone where "
+        "there is one seed; success rate where scored by success)",
         "",
         tables.render_per_task(s["per_task"], "md", references=s["references"]),
         "",
@@ -408,7 +419,8 @@ def _write_html(out: Path, s: dict) -> Path:
         rows = [(k, [f"{v[0]:.3f} [{v[1][0]:.3f}, {v[1][1]:.3f}]"]) for k, v in s["improvement"].items()]
         parts += ["<h2>Probability of improvement</h2>", tables._render(["pair", "P(X > Y)"], rows, "html")]
     parts += [
-        "<h2>Per task</h2><p>mean ± std over seeds of the per-seed mean return (success rate where scored "
+        "<h2>Per task</h2><p>mean ± sample std (ddof = 1) over seeds of the per-seed mean return, the mean alone "
+        "where there is one seed (success rate where scored "
         "by success); best in bold, second underlined.</p>",
         tables.render_per_task(s["per_task"], "html", references=s["references"]),
         "<h2>Planning latency</h2>",

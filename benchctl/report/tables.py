@@ -1,6 +1,6 @@
 """Paper-style tables (Dream-MPC Tables 1-2, 8-13) as Markdown, HTML, LaTeX and CSV.
 
-Per-task table: mean ± std over seeds of each seed's mean return (success rate for suites scored
+Per-task table: mean ± sample std (ddof = 1) over seeds of each seed's mean return (success rate for suites scored
 by success), best in bold, second underlined. Latency table: mean ± std over (task, seed) cells of
 the mean ms per planning step, with world-model evaluations per step.
 """
@@ -23,7 +23,7 @@ def per_task_table(
     """
     values = seeds.assign(value=np.where(seeds["task_id"].isin(success_tasks), seeds["success"], seeds["ret"]))
     grouped = values.groupby(["task_id", "method"])["value"]
-    table = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=0), "seeds": grouped.count()})
+    table = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=1), "seeds": grouped.count()})
     table = table.unstack("method").swaplevel(0, 1, axis=1).sort_index(axis=1)
     if references is None or references.empty:
         return table
@@ -32,7 +32,7 @@ def per_task_table(
         rows = rows[rows["task_id"].isin(table.index)]
         by_task = rows.groupby("task_id")["value"]
         if rows["per_seed"].astype(bool).all():
-            summary = pd.DataFrame({"mean": by_task.mean(), "std": by_task.std(ddof=0), "seeds": by_task.count()})
+            summary = pd.DataFrame({"mean": by_task.mean(), "std": by_task.std(ddof=1), "seeds": by_task.count()})
         else:
             first = rows.groupby("task_id").first()
             summary = pd.DataFrame({"mean": first["value"], "std": first["std"], "seeds": 3})
@@ -63,9 +63,10 @@ def _ranks(row: pd.Series) -> dict[str, int]:
 
 
 def _fmt(mean: float, std: float, digits: int) -> str:
+    """`mean ± std`; the mean alone where the std is undefined (one seed)."""
     if np.isnan(mean):
         return "-"
-    return f"{mean:.{digits}f} ± {0.0 if np.isnan(std) else std:.{digits}f}"
+    return f"{mean:.{digits}f}" if np.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def render_per_task(table: pd.DataFrame, fmt: str, digits: int = 1, references: set[str] | None = None) -> str:
