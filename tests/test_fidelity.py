@@ -106,3 +106,90 @@ def test_per_task_std_is_the_sample_std_over_seeds():
     assert table[("a", "std")].item() == pytest.approx(np.std([100, 200, 600], ddof=1))
     text = render_per_task(table, "md")
     assert "**300.0 ± 264.6**" in text and "<u>50.0</u>" in text  # one seed: the mean alone, no made-up ± 0
+
+
+def test_cem_gd_refits_mean_and_variance_as_eq_2a_2b():
+    # One CEM iteration at t = 0 by hand: the same noise, the top elite_ratio, then
+    # mu <- (1 - alpha) mu + alpha mean(elites), Sigma <- (1 - alpha) Sigma + alpha var(elites).
+    model = AnalyticModel()
+    config = resolve_config("cem_gd", {"horizon": "3", "init_samples": "40", "cem_iterations": "1", "gd_steps": "0"})
+    planner = make_planner("cem_gd", model, config)
+    planner.plan(torch.zeros(1, 2), torch.Generator().manual_seed(3))
+    noise = torch.randn(3, 40, 1, generator=torch.Generator().manual_seed(3))
+    actions = noise.clamp(-1, 1)  # mean 0, std 1
+    returns = torch.tensor([by_hand(model, actions[:, i]) for i in range(40)])
+    elites = actions[:, torch.topk(returns, 4).indices]  # elite_ratio 0.1 of 40
+    alpha = config.cem_alpha
+    mean, var = planner.last_distribution
+    torch.testing.assert_close(mean, alpha * elites.mean(1))
+    torch.testing.assert_close(var, (1 - alpha) * 1.0 + alpha * elites.var(1, unbiased=False))
+
+
+def test_cem_gd_keeps_searching_after_the_first_step():
+    # t > 0: every one of the N_r samples is an elite, so the sampling spread survives the refit
+    # (one elite of ten would set the variance to (1 - alpha)^i of the start within a few iterations).
+    planner = make_planner("cem_gd", AnalyticModel(), resolve_config("cem_gd", {"horizon": "3", "gd_steps": "0"}))
+    generator = torch.Generator().manual_seed(0)
+    planner.plan(torch.zeros(1, 2), generator)
+    planner.plan(torch.tensor([[0.5, 1.0]]), generator)
+    assert float(planner.last_distribution[1].min()) > 0.05
+
+
+@pytest.mark.parametrize("gd_steps", [0, 10])
+def test_cem_gd_counted_evaluations_against_its_formula(gd_steps):
+    model = AnalyticModel()
+    config = resolve_config("cem_gd", {"horizon": "3", "init_samples": "30", "gd_steps": str(gd_steps)})
+    planner = make_planner("cem_gd", model, config)
+    generator = torch.Generator().manual_seed(0)
+    planner.plan(torch.zeros(1, 2), generator)
+    first = model.model_evals
+    planner.plan(torch.tensor([[0.5, 1.0]]), generator)
+    later = model.model_evals - first
+    bound = type(planner).model_evals_per_step(config, 1)
+    cem = config.resample_samples * config.cem_iterations * config.horizon
+    if gd_steps == 0:  # no line search: the formula is exact, at t = 0 with init_samples
+        assert later == bound == cem and first == config.init_samples * config.cem_iterations * config.horizon
+    else:
+        assert cem + config.horizon <= later <= bound  # at least one gradient evaluation
+
+
+def test_grad_mpc_evaluates_only_executable_actions():
+    model = AnalyticModel()
+    planner = make_planner("grad_mpc", model, resolve_config("grad_mpc", {"horizon": "3", "candidates": "200"}))
+    planner.plan(torch.zeros(1, 2), torch.Generator().manual_seed(0))
+    seen = torch.cat(model.steps)
+    assert len(seen) == 200 * 3 * planner.config.iterations
+    assert float(seen.abs().max()) <= 1.0  # N(0, 1) draws put ~32% outside before the projection
+    assert planner.config.optimizer == "sgd"  # Alg. 1's plain step, as Policy+Grad-MPC
+
+
+@pytest.mark.parametrize("clip", [None, 0.5])
+def test_gradient_ascent_steps_as_sgd_and_torch_adam(clip):
+    from benchctl.planners.rollout import clip_global_norm, gradient_ascent
+
+    target = torch.tensor([[[0.3]], [[-0.7]]])  # J = -sum (a - target)^2 per candidate
+    start = torch.zeros(2, 1, 1)
+
+    def objective(a):
+        return -((a - target) ** 2).sum(dim=(0, 2))
+
+    plain = gradient_ascent(objective, start, 3, 0.1, clip_norm=clip)
+    a = start.clone()
+    for _ in range(3):
+        grad = -2 * (a - target)
+        a = a + 0.1 * (clip_global_norm(grad, clip) if clip else grad)
+    torch.testing.assert_close(plain.actions, a)
+    leaf = start.clone().requires_grad_(True)
+    adam = torch.optim.Adam([leaf], lr=0.1)
+    for _ in range(3):
+        adam.zero_grad()
+        (-objective(leaf).sum()).backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_([leaf], clip)
+        adam.step()
+    ours = gradient_ascent(objective, start, 3, 0.1, clip_norm=clip, optimizer="adam")
+    torch.testing.assert_close(ours.actions, leaf.detach())
+    # The ranking is J before the last step.
+    torch.testing.assert_close(
+        ours.values, objective(gradient_ascent(objective, start, 2, 0.1, clip, optimizer="adam").actions)
+    )

@@ -2,10 +2,12 @@
 sequences, which are then refined by gradient steps with a backtracking line search.
 
 t = 0: CEM with `init_samples` per iteration from N(0, init_std^2) (paper: N_init = 15000 as
-5 x 3000). t > 0: `resample_samples` per iteration around the previous optimum shifted by one
-(paper: N_r = 50 as 5 x 10). The k best sequences seen take up to `gd_steps` gradient steps on
-the undiscounted predicted reward sum; each step tries eta, eta * rho, ... (at most
-`line_search_trials`) and is taken only if it raises the return, else that sequence stops.
+5 x 3000), refitted on the best `elite_ratio` (300). t > 0: `resample_samples` per iteration around
+the previous optimum shifted by one (paper: N_r = 50 as 5 x 10), all of them elites. The refit is
+Eq. 2a/2b: mean and variance <- (1 - alpha) old + alpha elite statistics. The k best sequences
+seen take up to `gd_steps` gradient steps on the undiscounted predicted reward sum; each step tries
+eta, eta * rho, ... (at most `line_search_trials`) and is taken only if it raises the return, else
+that sequence stops.
 Actions are projected onto [-1, 1]. The released code's choices are options: `optimizer=adam`
 (projected Adam whose step is divided by 1.5 per failed trial), `tail_fill=zero`, `gd_steps=15`.
 """
@@ -18,7 +20,7 @@ from typing import Literal
 import torch
 
 from benchctl.planners.base import Plan, Planner, option, register
-from benchctl.planners.rollout import open_loop_return, shift
+from benchctl.planners.rollout import open_loop_return, shift, value_and_grad
 
 
 @dataclass
@@ -27,9 +29,20 @@ class CEMGDConfig:
     init_samples: int = option(3000, "samples per CEM iteration at t = 0: N_init = 15000 as 5 x 3000 (Alg. 1)")
     resample_samples: int = option(10, "samples per CEM iteration at t > 0: N_r = 50 as 5 x 10 (Alg. 1)")
     cem_iterations: int = option(5, "CEM iterations per step (released code: num_iterations=5)")
-    elite_ratio: float = option(0.1, "fraction of samples refitted by CEM (released code)", above=0.0, at_most=1.0)
+    elite_ratio: float = option(
+        0.1, "fraction of the t = 0 samples refitted as elites (released code: 300 of 3000)", above=0.0, at_most=1.0
+    )
+    resample_elites: int | None = option(
+        None, "elites per CEM iteration at t > 0; None = all N_r samples (paper, released code)"
+    )
     cem_alpha: float = option(
-        0.1, "weight of the old mean/std in the CEM refit (mbrl-lib alpha)", at_least=0.0, at_most=1.0
+        0.9,
+        "alpha of Eq. 2a/2b: weight of the new elite mean and variance (the code's alpha 0.1 weights the old one)",
+        above=0.0,
+        at_most=1.0,
+    )
+    same_samples_every_step: bool = option(
+        False, "the released snapshot: N_r samples at t = 0 too (its N_init path is never taken)"
     )
     init_std: float = option(
         1.0, "sampling std: N(mu, I) in the paper (the code's (ub - lb)^2 / 16 variance is std 0.5)"
@@ -70,14 +83,19 @@ class CEMGDPlanner(Planner):
         super().__init__(model, config)
         self._previous: torch.Tensor | None = None  # (H, A) last executed optimum
         self.last_trace: list[torch.Tensor] = []  # returns (k,) of the refined sequences after each update
+        self.last_distribution: tuple[torch.Tensor, torch.Tensor] | None = None  # CEM's final (mean, var) (H, A)
 
     def reset(self) -> None:
         self._previous = None
 
     @classmethod
     def model_evals_per_step(cls, config: CEMGDConfig, action_dim: int) -> int:
-        """Steady state (t > 0) lower bound: CEM samples plus one gradient evaluation per update."""
-        return (config.resample_samples * config.cem_iterations + config.top_k * config.gd_steps) * config.horizon
+        """Steady state (t > 0), at most: the CEM samples, then per refined sequence and update one
+        gradient evaluation and up to J line-search evaluations, each H model steps. The line search
+        stops at the first improvement and a failed search ends that sequence, so a step usually
+        costs less; records count what was done. t = 0 uses init_samples instead of resample_samples."""
+        searches = config.top_k * config.gd_steps * (1 + config.line_search_trials)
+        return (config.resample_samples * config.cem_iterations + searches) * config.horizon
 
     def objective(self, z: torch.Tensor, actions: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return open_loop_return(
@@ -85,23 +103,25 @@ class CEMGDPlanner(Planner):
         )
 
     def _cem(
-        self, z: torch.Tensor, mean: torch.Tensor, samples: int, generator: torch.Generator
+        self, z: torch.Tensor, mean: torch.Tensor, samples: int, n_elite: int, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """CEM from `mean` (H, A); returns the k best sequences seen (H, k, A) and their returns (k,)."""
+        """CEM from `mean` (H, A) with `samples` per iteration refitted on `n_elite` elites (Eq. 2a/2b:
+        mean and variance blended with weight alpha on the new statistics); returns the k best
+        sequences seen (H, k, A) and their returns (k,)."""
         cfg = self.config
         H, A = mean.shape
-        std = torch.full_like(mean, cfg.init_std)
-        n_elite = max(1, int(cfg.elite_ratio * samples))
+        var = torch.full_like(mean, cfg.init_std**2)
         best_actions = torch.empty(H, 0, A, device=z.device)
         best_values = torch.empty(0, device=z.device)
         for _ in range(cfg.cem_iterations):
             noise = torch.randn(H, samples, A, generator=generator, device=z.device)
-            actions = (mean.unsqueeze(1) + std.unsqueeze(1) * noise).clamp(-1, 1)
+            actions = (mean.unsqueeze(1) + var.sqrt().unsqueeze(1) * noise).clamp(-1, 1)
             values = self.objective(z.expand(samples, -1), actions, generator).nan_to_num(float("-inf"))
             _, elite_idx = torch.topk(values, n_elite)
             elites = actions[:, elite_idx]
-            mean = cfg.cem_alpha * mean + (1 - cfg.cem_alpha) * elites.mean(1)
-            std = cfg.cem_alpha * std + (1 - cfg.cem_alpha) * elites.std(1, unbiased=False)
+            mean = (1 - cfg.cem_alpha) * mean + cfg.cem_alpha * elites.mean(1)
+            var = (1 - cfg.cem_alpha) * var + cfg.cem_alpha * elites.var(1, unbiased=False)
+            self.last_distribution = (mean, var)
             pool_actions = torch.cat([best_actions, actions], dim=1)
             pool_values = torch.cat([best_values, values])
             keep = torch.topk(pool_values, min(cfg.top_k, pool_values.numel())).indices
@@ -118,9 +138,7 @@ class CEMGDPlanner(Planner):
         v = torch.zeros_like(actions)
         self.last_trace = [values.clone()]
         for step in range(1, cfg.gd_steps + 1):
-            x = actions.detach().requires_grad_(True)
-            with torch.enable_grad():
-                (grad,) = torch.autograd.grad(self.objective(z_k, x, generator).sum(), x)
+            _, grad = value_and_grad(lambda a: self.objective(z_k, a, generator), actions)
             if cfg.optimizer == "adam":  # the direction is fixed per update; trials only shrink its length
                 m_new, v_new = 0.9 * m + 0.1 * grad, 0.999 * v + 0.001 * grad**2
                 direction = (m_new / (1 - 0.9**step)) / ((v_new / (1 - 0.999**step)).sqrt() + 1e-8)
@@ -152,12 +170,18 @@ class CEMGDPlanner(Planner):
         cfg = self.config
         z = z.detach()
         A = self.model.action_dim
+        first = self._previous is None and not cfg.same_samples_every_step
         if self._previous is None:
-            mean, samples = torch.zeros(cfg.horizon, A, device=z.device), cfg.init_samples
+            mean = torch.zeros(cfg.horizon, A, device=z.device)
         else:
-            mean, samples = shift(self._previous, cfg.tail_fill), cfg.resample_samples
+            mean = shift(self._previous, cfg.tail_fill)
+        if first:  # t = 0: the wide search, refitted on its best elite_ratio
+            samples, n_elite = cfg.init_samples, max(1, int(cfg.elite_ratio * cfg.init_samples))
+        else:  # t > 0: a few samples around the warm start, all of them elites unless resample_elites
+            samples = cfg.resample_samples
+            n_elite = min(samples, cfg.resample_elites) if cfg.resample_elites else samples
         with torch.no_grad():
-            actions, values = self._cem(z, mean, samples, generator)
+            actions, values = self._cem(z, mean, samples, n_elite, generator)
         actions, values = self._refine(z, actions, values, generator)
         best = int(torch.argmax(values))
         if not bool(torch.isfinite(values[best])):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from benchctl.planners.base import Plan, Planner, option, register
-from benchctl.planners.rollout import clip_global_norm, policy_rollout, shift, terminal_action
+from benchctl.planners.rollout import gradient_ascent, policy_rollout, shift, terminal_action
 
 
 @dataclass
@@ -127,14 +127,10 @@ class DreamMPCPlanner(Planner):
         z_all = z.expand(cfg.candidates, -1)
         actions = self.initial_candidates(z, generator)
         self.last_initial = actions.detach().clone()
-        for _ in range(cfg.iterations):
-            actions = actions.detach().requires_grad_(True)
-            with torch.enable_grad():
-                value = self.objective(z_all, actions, generator)
-                (grad,) = torch.autograd.grad(value.sum(), actions)
-            ranking = value.detach()  # J before the update decides the winner
-            reward_sums = self.last_reward_sums
-            actions = actions.detach() + cfg.lr * clip_global_norm(grad, cfg.grad_clip_norm)
+        ascent = gradient_ascent(
+            lambda a: self.objective(z_all, a, generator), actions, cfg.iterations, cfg.lr, cfg.grad_clip_norm
+        )  # no clamp inside the loop: the released code clamps only what it executes
+        actions, ranking, reward_sums = ascent.actions, ascent.values, self.last_reward_sums
         best = int(torch.argmax(ranking))
         self.last_candidates = actions
         self._previous = actions.clamp(-1, 1)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from benchctl.planners.base import Plan, Planner, option, register
-from benchctl.planners.rollout import open_loop_return
+from benchctl.planners.rollout import gradient_ascent, open_loop_return
 
 
 @dataclass
@@ -48,12 +48,6 @@ class PolicyGradMPCPlanner(Planner):
                 means.append(mean)
                 zh = model.next(zh, mean)
         actions = torch.stack(means)  # (H, 1, A)
-        for _ in range(cfg.iterations):
-            actions = actions.detach().requires_grad_(True)
-            with torch.enable_grad():
-                value = self.objective(z, actions, generator)
-                (grad,) = torch.autograd.grad(value.sum(), actions)
-            ranking = value.detach()
-            actions = actions.detach() + cfg.lr * grad
-        plan = actions[:, 0].clamp(-1, 1)
-        return Plan(action=plan[0], predicted_return=float(ranking[0]), sequence=plan)
+        ascent = gradient_ascent(lambda a: self.objective(z, a, generator), actions, cfg.iterations, cfg.lr)
+        plan = ascent.actions[:, 0].clamp(-1, 1)
+        return Plan(action=plan[0], predicted_return=float(ascent.values[0]), sequence=plan)

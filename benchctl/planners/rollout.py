@@ -5,6 +5,10 @@ Shapes: z (N, Z) start latents (often one latent expanded over N candidates), ac
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 
 from benchctl.agents.base import WorldModel
@@ -98,6 +102,58 @@ def shift(plan: torch.Tensor, fill: str = "duplicate") -> torch.Tensor:
     out[:-1] = plan[1:]
     out[-1] = out[-2] if (fill == "duplicate" and len(plan) > 1) else (plan[-1] if fill == "duplicate" else 0.0)
     return out
+
+
+Objective = Callable[[torch.Tensor], torch.Tensor]  # actions (H, N, A) -> each candidate's J (N,)
+
+
+def value_and_grad(objective: Objective, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(J (N,), dJ/da (H, N, A)) at detached `actions`. Candidates do not interact, so the gradient of
+    sum_n J_n gives each candidate its own gradient in one backward pass."""
+    x = actions.detach().requires_grad_(True)
+    with torch.enable_grad():
+        value = objective(x)
+        (grad,) = torch.autograd.grad(value.sum(), x)
+    return value.detach(), grad
+
+
+@dataclass
+class Ascent:
+    actions: torch.Tensor  # (H, N, A) after the last step
+    values: torch.Tensor  # (N,) J at the last evaluation, i.e. before the last step: the ranking
+
+
+def gradient_ascent(
+    objective: Objective,
+    actions: torch.Tensor,
+    iterations: int,
+    lr: float,
+    clip_norm: float | None = None,
+    clamp: bool = False,
+    optimizer: Literal["sgd", "adam"] = "sgd",
+) -> Ascent:
+    """`iterations` x: J and its gradient, the gradient's global L2 norm clipped to `clip_norm`, a step
+    of `lr` (plain, or Adam's bias-corrected direction with betas 0.9/0.999 and eps 1e-8, as
+    torch.optim.Adam), then the actions clamped to [-1, 1] if `clamp`.
+
+    Ranking rule (Grad-MPC Alg. 1, Dream-MPC's and Policy+Grad-MPC's released code): candidates are
+    ranked by J from the last evaluation, taken before the last step; no extra evaluation is spent on
+    the final actions.
+    """
+    m = v = None
+    values = None
+    for step in range(1, iterations + 1):
+        values, grad = value_and_grad(objective, actions)
+        if clip_norm is not None:
+            grad = clip_global_norm(grad, clip_norm)
+        if optimizer == "adam":
+            m = 0.1 * grad if m is None else 0.9 * m + 0.1 * grad
+            v = 0.001 * grad**2 if v is None else 0.999 * v + 0.001 * grad**2
+            grad = (m / (1 - 0.9**step)) / ((v / (1 - 0.999**step)).sqrt() + 1e-8)
+        actions = actions.detach() + lr * grad
+        if clamp:
+            actions = actions.clamp(-1, 1)
+    return Ascent(actions, values)
 
 
 def clip_global_norm(grad: torch.Tensor, max_norm: float) -> torch.Tensor:
