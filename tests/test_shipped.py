@@ -52,3 +52,30 @@ def test_eval_lists_the_tasks_it_lacks_with_the_command_that_adds_them(tmp_path)
     assert "benchctl train --task humanoid-walk --suite dmc" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert "error: no shipped agent for any task of suite 'dmc'" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_a_shipped_agent_still_scores_what_its_manifest_says(tmp_path):
+    """Re-measure the policy of one shipped agent on the manifest's first episodes (same seeds):
+    a loader, model or environment regression moves the return."""
+    manifest = tomllib.loads((CHECKPOINTS / "manifest.toml").read_text())
+    entry = next(e for e in manifest["agent"] if e["path"] == "tdmpc2/demo/cartpole-swingup-1.pt")
+    proc = run_cli(
+        "eval",
+        "--suite",
+        "demo",
+        "--tasks",
+        "cartpole-swingup",
+        "--planner",
+        "policy",
+        "--seeds",
+        str(entry["seed"]),
+        "--episodes",
+        "3",
+        "--out",
+        str(tmp_path),
+    )
+    assert proc.returncode == 0, proc.stderr
+    (cell,) = tmp_path.glob("tdmpc2/demo/cartpole-swingup/policy@*/seed-1.jsonl")
+    returns = [json.loads(line)["return"] for line in cell.read_text().splitlines()[1:]]
+    # Its 10 episodes spread by about 1 point around 856: 1% is far beyond noise, far below a defect.
+    assert abs(sum(returns) / len(returns) - entry["returns"]["policy"]) < 0.01 * entry["returns"]["policy"]
