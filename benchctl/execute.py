@@ -292,6 +292,9 @@ def _header(
         "seed": agent.seed,
         "planner": spec.name,
         "planner_config": spec.config_dict,
+        "planner_effective": planner_class(spec.name).effective_settings(
+            spec.config, info.family, info.dims.action_dim
+        ),
         **({"sweep": {"grid": spec.grid, "point": spec.point}} if spec.point is not None else {}),
         **({"match": spec.match} if spec.match is not None else {}),
         "checkpoint": str(agent.checkpoint),

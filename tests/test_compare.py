@@ -100,6 +100,8 @@ def test_sweep_cells_are_ordinary_cells_with_the_grid_in_their_headers(sweep):
         )
         point = header["sweep"]["point"]
         assert all(header["planner_config"][k] == v for k, v in point.items())
+        if header["planner"] == "dream_mpc":  # lambda_unc=None resolves per family: TD-MPC2's 0.01
+            assert header["planner_effective"]["lambda_unc"] == 0.01
     assert {p.parent.parent.parent.parent.name for p in sweep.rglob("seed-*.jsonl")} == {"sweep-tdmpc2"}
     # Counted model work follows the point: Dream-MPC evaluates candidates x horizon x iterations.
     for header, episodes in found:

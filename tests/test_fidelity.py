@@ -193,3 +193,11 @@ def test_gradient_ascent_steps_as_sgd_and_torch_adam(clip):
     torch.testing.assert_close(
         ours.values, objective(gradient_ascent(objective, start, 2, 0.1, clip, optimizer="adam").actions)
     )
+
+
+def test_headers_record_the_settings_a_planner_derives_from_the_agent():
+    mppi, dream = registry()["mppi"], registry()["dream_mpc"]
+    assert mppi.effective_settings(mppi.Config(), "tdmpc2", 38)["iterations"] == 8  # dog: A >= 20
+    assert mppi.effective_settings(mppi.Config(), "tdmpc2", 6)["iterations"] == 6
+    assert dream.effective_settings(dream.Config(), "bmpc", 6)["lambda_unc"] == 0.1
+    assert dream.effective_settings(dream.Config(lambda_unc=0.0), "bmpc", 6)["variant"] == "no uncertainty term"

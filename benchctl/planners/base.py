@@ -70,6 +70,12 @@ class Planner(ABC):
         """World-model evaluations (candidate x horizon step) per planning step at this config."""
         return 0
 
+    @classmethod
+    def effective_settings(cls, config: Any, family: str, action_dim: int) -> dict[str, Any]:
+        """What the planner actually runs where its config leaves it to the agent (an automatic
+        default, a rule on the action size); recorded in every results header."""
+        return {}
+
 
 _REGISTRY: dict[str, type[Planner]] = {}
 

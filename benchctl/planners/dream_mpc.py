@@ -87,6 +87,12 @@ class DreamMPCPlanner(Planner):
     def model_evals_per_step(cls, config: DreamMPCConfig, action_dim: int) -> int:
         return config.candidates * config.iterations * config.horizon
 
+    @classmethod
+    def effective_settings(cls, config: DreamMPCConfig, family: str, action_dim: int) -> dict:
+        lam = config.lambda_unc if config.lambda_unc is not None else default_lambda(family)
+        variant = "uncertainty differentiated (Eq. 6)" if config.uncertainty_grad else "uncertainty ranks only (code)"
+        return {"lambda_unc": lam, "variant": variant if lam else "no uncertainty term"}
+
     def objective(self, z: torch.Tensor, actions: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """J (N,) of Eq. 6 as implemented: sum_h gamma^h R(z_h, a_h) - lambda u(z_{h+1}, a_h),
         plus gamma^H value_avg(z_H, pi(z_H)) - lambda u(z_H, pi(z_H)). z: (N, Z), actions: (H, N, A).

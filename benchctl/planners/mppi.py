@@ -142,6 +142,10 @@ class MPPIPlanner(Planner):
     def model_evals_per_step(cls, config: MPPIConfig, action_dim: int) -> int:
         return config.num_samples * effective_iterations(config, action_dim) * config.horizon
 
+    @classmethod
+    def effective_settings(cls, config: MPPIConfig, family: str, action_dim: int) -> dict:
+        return {"iterations": effective_iterations(config, action_dim)}  # +2 where A >= 20 (TD-MPC2)
+
     def estimate_value(self, z: torch.Tensor, actions: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Discounted H-step model return plus the terminal value (`_estimate_value`).
 
