@@ -89,3 +89,27 @@ def test_missing_default_agent_is_a_one_line_error(tmp_path):
     proc = run_cli("gradients", "--checkpoint", str(tmp_path / "none.pt"))
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "benchctl train --task Pendulum-v1" in proc.stderr
+
+
+class LinearQuadratic:
+    """x' = x + a, r(x, a) = -(x + a)^2 (the reward of the reached state): g is linear in the actions."""
+
+    def step(self, z, a):
+        return z + a, -((z + a) ** 2)
+
+
+def test_esnr_of_a_linear_quadratic_system_matches_its_closed_form():
+    # J = -sum_{h=1..H} x_h^2 - x_H^2 with x_h = x0 + sum_{i<h} a_i, so g = c + M a with
+    # c_i = -2 (H - i + 1) x0 and M_ij = -2 (H - max(i, j) + 1). For a ~ N(mu, s^2 I):
+    # ESNR = |c + M mu|^2 / (s^2 ||M||_F^2).
+    from benchctl.analysis.gradients import learned_gradients
+
+    H, x0, mu, s, K = 4, 0.8, 0.1, 0.5, 50_000
+    i = torch.arange(H, dtype=torch.float64)
+    c = -2 * (H - i + 1) * x0
+    M = -2 * (H - torch.maximum(i[:, None], i[None, :]) + 1)
+    analytic = float(((c + M @ torch.full((H,), mu, dtype=torch.float64)) ** 2).sum() / (s**2 * (M**2).sum()))
+    generator = torch.Generator().manual_seed(0)
+    actions = (mu + s * torch.randn(H, K, 1, generator=generator, dtype=torch.float64)).float()
+    grads = learned_gradients(LinearQuadratic(), torch.full((K, 1), x0), actions)  # (H, K, 1)
+    assert abs(snr(grads[:, :, 0].T) - analytic) < 0.02 * analytic
