@@ -133,7 +133,6 @@ class MPPIPlanner(Planner):
     def __init__(self, model, config: MPPIConfig):
         super().__init__(model, config)
         self._prev_mean: torch.Tensor | None = None  # (H, A), the last step's final mean
-        self.last_reward_sums: torch.Tensor | None = None  # (N,) discounted reward sums of the last evaluation
 
     def reset(self) -> None:
         self._prev_mean = None
@@ -152,7 +151,6 @@ class MPPIPlanner(Planner):
         z: (N, Z), the start latent per candidate; actions: (H, N, A) -> values (N,).
         """
         ret, z_end = reward_sum(self.model, z, actions, self.model.discount)
-        self.last_reward_sums = ret  # (N,), kept for the exploitation metric
         return ret + self.model.discount ** len(actions) * terminal_value(self.model, z_end, generator)
 
     def plan(self, z: torch.Tensor, generator: torch.Generator) -> Plan:
@@ -171,7 +169,6 @@ class MPPIPlanner(Planner):
         return Plan(
             action=action.clamp(-1, 1),
             predicted_return=float(result.value[0]),
-            predicted_rewards=float(self.last_reward_sums[result.elite_index[0]]),
             info={"std0": float(std0.mean())},
             distribution=(action_chosen, std0),  # BMPC's imitation target: chosen elite, before noise
             sequence=result.sequence[:, 0],
