@@ -451,14 +451,15 @@ def train_command(
     planner_class(planner)
     dim_tuple = None
     if dims:
+        problem = BenchctlError(
+            f"--dims {dims}: give enc,mlp,latent as positive integers, latent a multiple of 8, e.g. --dims 128,128,64"
+        )
         try:
             dim_tuple = tuple(int(x) for x in dims.split(","))
-            assert len(dim_tuple) == 3 and min(dim_tuple) > 0 and dim_tuple[2] % 8 == 0
-        except (ValueError, AssertionError):
-            raise BenchctlError(
-                f"--dims {dims}: give enc,mlp,latent as positive integers, latent a multiple of 8, "
-                "e.g. --dims 128,128,64"
-            ) from None
+        except ValueError:
+            raise problem from None
+        if len(dim_tuple) != 3 or min(dim_tuple) <= 0 or dim_tuple[2] % 8:
+            raise problem
     out_file = writable_file(
         "--out", out_path or Path("checkpoints") / family / task_obj.suite / f"{task_obj.name}-{seed}.pt"
     )

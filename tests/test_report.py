@@ -77,10 +77,10 @@ def test_tables_mark_best_bold_and_second_underlined(tmp_path):
     build_report([tmp_path / "results"], tmp_path / "report", reps=100, formats=["md", "tex"])
     md = (tmp_path / "report" / "report.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| acrobot-swingup"))
-    # dream_mpc (640 ± 16.3) best, mppi (590 ± 16.3) second, policy plain
-    assert "**640.0 ± 16.3**" in row and "<u>590.0 ± 16.3</u>" in row and "| 340.0 ± 16.3 |" in row
+    # dream_mpc (640 ± 20.0: seeds 620, 640, 660, sample std) best, mppi second, policy plain
+    assert "**640.0 ± 20.0**" in row and "<u>590.0 ± 20.0</u>" in row and "| 340.0 ± 20.0 |" in row
     tex = (tmp_path / "report" / "per_task.tex").read_text()
-    assert "\\textbf{640.0 $\\pm$ 16.3}" in tex and "\\underline{590.0 $\\pm$ 16.3}" in tex
+    assert "\\textbf{640.0 $\\pm$ 20.0}" in tex and "\\underline{590.0 $\\pm$ 20.0}" in tex
 
 
 def test_partial_results_mixed_protocols_and_malformed_lines_are_reported(tmp_path):

@@ -38,6 +38,8 @@ def per_seed(episodes: pd.DataFrame) -> pd.DataFrame:
         ret=("return", "mean"),
         latency_ms=("latency_ms", "mean"),
         steady_ms=("steady_p50_ms", "median"),
+        steady_p95_ms=("steady_p95_ms", "median"),
+        first_ms=("first_ms", "median"),
         model_evals=("model_evals", "mean"),
         episodes=("episode", "count"),
     ).reset_index()

@@ -104,6 +104,8 @@ def load_results(roots: list[Path]) -> Results:
                         "latency_p95_ms": float(latency.get("p95", np.nan)),
                         # steady state: every step after the first (records before 0.x lack it: p50 is close)
                         "steady_p50_ms": float(latency.get("steady", latency).get("p50", np.nan)),
+                        "steady_p95_ms": float(latency.get("steady", latency).get("p95", np.nan)),
+                        "first_ms": float(latency.get("first", np.nan)),
                         "model_evals": float(e.get("model_evals_per_step", np.nan)),
                         "length": e.get("length"),
                         "rewards": e.get("rewards"),

@@ -333,6 +333,8 @@ def _write_markdown(out: Path, s: dict) -> Path:
         "",
         "## Planning latency",
         "",
+        "ms per planning step = encode + plan wall time; steady state = every step after an episode's first.",
+        "",
         tables.render_latency(s["latency"], "md"),
         "",
     ]
