@@ -201,3 +201,39 @@ def test_headers_record_the_settings_a_planner_derives_from_the_agent():
     assert mppi.effective_settings(mppi.Config(), "tdmpc2", 6)["iterations"] == 6
     assert dream.effective_settings(dream.Config(), "bmpc", 6)["lambda_unc"] == 0.1
     assert dream.effective_settings(dream.Config(lambda_unc=0.0), "bmpc", 6)["variant"] == "no uncertainty term"
+
+
+@pytest.mark.parametrize("name", sorted(registry()))
+def test_same_seed_same_actions(name):
+    """Every planner draws all its randomness from the episode generator: a rerun replays it."""
+
+    def actions(seed: int) -> list[torch.Tensor]:
+        model = AnalyticModel(discount=0.9)
+        overrides = {"horizon": "3"} if "horizon" in registry()[name].Config.__dataclass_fields__ else {}
+        planner = make_planner(name, model, resolve_config(name, overrides | SETTINGS.get(name, {})))
+        generator = torch.Generator().manual_seed(seed)
+        out, z = [], torch.zeros(1, 2)
+        for _ in range(3):  # warm starts carry over between steps
+            with torch.enable_grad() if planner.uses_gradients else torch.inference_mode():
+                a = planner.plan(z.clone(), generator).action.detach()
+            out.append(a)
+            z = torch.stack([z[:, 0] + a, z[:, 1] + 1], dim=1)
+        return out
+
+    first, again = actions(5), actions(5)
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+
+
+@pytest.mark.parametrize("fill, last", [("duplicate", 0.3), ("zero", 0.0)])
+def test_cem_gd_warm_start_shifts_its_last_plan(fill, last):
+    model = AnalyticModel()
+    overrides = {"horizon": "3", "gd_steps": "0", "tail_fill": fill, "init_std": "1e-6", "cem_iterations": "1"}
+    config = resolve_config("cem_gd", overrides)
+    planner = make_planner("cem_gd", model, config)
+    planner._previous = torch.tensor([[0.1], [0.2], [0.3]])  # as if step t - 1 had planned this
+    model.model_evals = 0
+    planner.plan(torch.zeros(1, 2), torch.Generator().manual_seed(0))
+    assert model.model_evals == config.resample_samples * 3  # t > 0: N_r samples, one iteration
+    # A vanishing spread: every sample, hence the refitted mean, sits on the shifted plan.
+    expected = torch.tensor([[0.2], [0.3], [last]])
+    torch.testing.assert_close(planner.last_distribution[0], expected, atol=1e-5, rtol=0)
