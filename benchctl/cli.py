@@ -606,6 +606,12 @@ def gradients_command(
     samples: Annotated[int, typer.Option(min=2, max=100_000, help="gradient samples per state")] = 32,
     states: Annotated[int, typer.Option(min=1, max=100_000, help="states per seed")] = 100,
     seeds: Annotated[str, typer.Option(help="seeds")] = "1,2,3",
+    start_states: Annotated[
+        str, typer.Option(help="reset (Pendulum-v1's start distribution) or visited (the agent's episodes)")
+    ] = "reset",
+    torque_std: Annotated[
+        float, typer.Option(min=1e-6, max=100.0, help="Grad-MPC's initial torques ~ N(0, std^2), N m")
+    ] = 1.0,
     out_dir: Annotated[Path, typer.Option("--out", help="output folder")] = Path("reports/gradients"),
 ):
     """Planner-gradient quality (ESNR, gradient size) against horizon on the true and a learned Pendulum-v1."""
@@ -633,7 +639,11 @@ def gradients_command(
             )
         label = f"{path} (sha256 {info.sha256[:12]})"
     try:
+        if start_states not in ("reset", "visited"):
+            raise BenchctlError(f"--start-states {start_states}: choose reset or visited")
         config = StudyConfig(
+            start_states=start_states,
+            torque_std=torque_std,
             horizons=tuple(int(h) for h in _csv(horizons)),
             samples=samples,
             states=states,
@@ -650,15 +660,17 @@ def gradients_command(
     (out_dir / "gradients.json").write_text(json.dumps(result, indent=1))
     figure = gradient_curves(result["summary"], out_dir)
     table = Table(title="planner gradients: ESNR (mean ± std over seeds) and mean gradient norm")
-    for col in ("model", "planner", "H", "ESNR", "undefined states", "|g|", "sum Var[g]"):
+    for col in ("model", "planner", "H", "ESNR", "ESNR - 1/K", "undefined states", "|g|", "sum Var[g]"):
         table.add_column(col, justify="left" if col in ("model", "planner") else "right", no_wrap=True)
     for r in sorted(result["summary"], key=lambda r: (r["model"], r["planner"], r["horizon"])):
         esnr = "undefined" if r["esnr_mean"] is None else f"{r['esnr_mean']:.3g} ± {r['esnr_std']:.2g}"
+        corrected = "undefined" if r["esnr_corrected_mean"] is None else f"{r['esnr_corrected_mean']:.3g}"
         table.add_row(
             r["model"],
             r["planner"],
             str(r["horizon"]),
             esnr,
+            corrected,
             str(r["undefined_states"]),
             f"{r['grad_norm_mean']:.3g}",
             f"{r['grad_variance']:.3g}",

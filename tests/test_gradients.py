@@ -113,3 +113,21 @@ def test_esnr_of_a_linear_quadratic_system_matches_its_closed_form():
     actions = (mu + s * torch.randn(H, K, 1, generator=generator, dtype=torch.float64)).float()
     grads = learned_gradients(LinearQuadratic(), torch.full((K, 1), x0), actions)  # (H, K, 1)
     assert abs(snr(grads[:, :, 0].T) - analytic) < 0.02 * analytic
+
+
+def test_bias_corrected_esnr_removes_the_one_over_k_of_pure_noise():
+    # Zero-mean gradients have ESNR 0, but the squared sample mean of K draws is var/K on average.
+    K = 32
+    grads = torch.randn(400, K, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    stats = stats_from(grads)
+    assert abs(stats.esnr - 1 / K) < 0.15 / K
+    assert abs(stats.esnr_corrected) < 0.15 / K
+
+
+def test_study_start_states_follow_the_protocol():
+    from benchctl.analysis.gradients import StudyConfig, start_states
+
+    reset = start_states(None, StudyConfig(states=200, start_states="reset"), seed=1)
+    assert reset.shape == (200, 3) and float(reset[:, 2].abs().max()) <= 1.0  # theta_dot ~ U(-1, 1)
+    visited = start_states(None, StudyConfig(states=200, start_states="visited", episodes=2), seed=1)
+    assert float(visited[:, 2].abs().max()) > 1.0  # random torques spin it up beyond the reset range

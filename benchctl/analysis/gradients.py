@@ -42,6 +42,7 @@ class GradientStats:
     """Per (model, planner, horizon, seed): ESNR over states with a defined SNR, gradient size."""
 
     esnr: float | None
+    esnr_corrected: float | None  # mean over states of SNR - 1/K: E[mean^2] = mu^2 + var/K biases it up
     undefined_states: int
     grad_norm_mean: float  # mean over states and samples of ||g||_2
     grad_norm_std: float  # std over states and samples of ||g||_2
@@ -53,8 +54,10 @@ def stats_from(grads: torch.Tensor) -> GradientStats:
     values = [snr(g) for g in grads]
     defined = [v for v in values if v is not None]
     norms = grads.norm(dim=-1)
+    bias = 1.0 / grads.shape[1]
     return GradientStats(
         esnr=float(sum(defined) / len(defined)) if defined else None,
+        esnr_corrected=float(sum(defined) / len(defined)) - bias if defined else None,
         undefined_states=len(values) - len(defined),
         grad_norm_mean=float(norms.mean()),
         grad_norm_std=float(norms.std()),
@@ -107,8 +110,16 @@ def policy_proposals_true(agent, states: torch.Tensor, horizon: int, generator: 
 class StudyConfig:
     horizons: tuple[int, ...] = (1, 2, 3, 5, 10, 15, 20, 30)  # Dream-MPC Fig. 13/14
     samples: int = 32  # K gradient samples per state (>= 32, our protocol)
-    states: int = 100  # states per seed, drawn from the visited states of `episodes` episodes
+    states: int = 100  # states per seed
+    # reset: Pendulum-v1's start distribution (theta ~ U(-pi, pi), theta_dot ~ U(-1, 1)); visited:
+    # states of `episodes` episodes of the agent's policy (upright states dominate once it balances,
+    # where the unstable equilibrium drives the fall and the gradients).
+    start_states: str = "reset"
     episodes: int = 10
+    # Grad-MPC's initial candidates in Pendulum's own action units: N(0, torque_std^2) N m. 2.0 is
+    # N(0, 1) in [-1, 1] units, which puts ~32% of torques beyond the 2 N m limit, where the clip
+    # zeroes the gradient.
+    torque_std: float = 1.0
     seeds: tuple[int, ...] = (1, 2, 3)
     planners: tuple[str, ...] = ("grad_mpc", "dream_mpc")
 
@@ -118,24 +129,33 @@ class StudyConfig:
             "(Eq. 17, tau = t+1..t+H), gradient w.r.t. the H x A actions",
             "esnr": "mean over states of sum_i mean_i^2 / sum_i var_i (Eq. 17); var unbiased over samples; "
             "states whose variance is zero or at float rounding level (relative spread < 16 eps) are undefined",
+            "esnr_corrected": f"ESNR - 1/K (K = {self.samples}): the squared sample mean overestimates the "
+            "squared mean by var/K per coordinate",
             "samples_per_state": self.samples,
-            "states_per_seed": f"{self.states}, uniform over the states of {self.episodes} Pendulum-v1 episodes "
-            + ("of the agent's policy (mean action)" if agent else "of uniform random actions"),
+            "states_per_seed": (
+                f"{self.states} Pendulum-v1 reset states (theta ~ U(-pi, pi), theta_dot ~ U(-1, 1))"
+                if self.start_states == "reset"
+                else f"{self.states}, uniform over the states of {self.episodes} Pendulum-v1 episodes "
+                + ("of the agent's policy (mean action)" if agent else "of uniform random actions")
+            ),
             "seeds": list(self.seeds),
-            "resampled": "grad_mpc: the N(0, 1) initial candidates; dream_mpc: the policy-sampled proposals "
-            "(rolled through the model being differentiated); states are fixed per seed",
+            "resampled": f"grad_mpc: the initial candidates, torque ~ N(0, {self.torque_std:g}^2) N m; dream_mpc: "
+            "the policy-sampled proposals (rolled through the model being differentiated); states are fixed per seed",
             "ground_truth": "gymnasium Pendulum-v1 in torch (float64); torques beyond +-2 and speeds at +-8 are "
             "clipped, which zeroes those gradients",
             "learned_model": agent or "none given",
         }
 
 
-def visited_states(agent, config: StudyConfig, seed: int) -> torch.Tensor:
-    """(states, 3) observations drawn from Pendulum-v1 episodes (agent's mean action, or random)."""
+def start_states(agent, config: StudyConfig, seed: int) -> torch.Tensor:
+    """(states, 3) observations: Pendulum-v1 reset states, or states visited by episodes (the
+    agent's mean action, or uniform random actions without an agent)."""
     from benchctl.suites import load_suite, make_env
 
     task = load_suite("pendulum").task("Pendulum-v1")
     env = make_env(task)
+    if config.start_states == "reset":
+        return torch.from_numpy(np.stack([env.reset(seed=10_000 * seed + i) for i in range(config.states)]))
     generator = torch.Generator().manual_seed(seed)
     seen = []
     for episode in range(config.episodes):
@@ -164,7 +184,7 @@ def run_study(agent, config: StudyConfig, agent_label: str | None = None) -> dic
     K = config.samples
     truth = PendulumModel()
     for seed in config.seeds:
-        obs = visited_states(agent, config, seed)
+        obs = start_states(agent, config, seed)
         S = len(obs)
         obs_k = obs.repeat_interleave(K, dim=0)
         states_k = truth.encode(obs_k)
@@ -180,8 +200,9 @@ def run_study(agent, config: StudyConfig, agent_label: str | None = None) -> dic
                         continue
                     if planner == "dream_mpc" and agent is None:
                         continue
-                    if planner == "grad_mpc":
-                        actions = torch.randn(horizon, S * K, 1, generator=generator)
+                    if planner == "grad_mpc":  # torque_std N m in [-1, 1] units (torque = 2 a)
+                        scale = config.torque_std / float(PendulumModel.max_torque_of(torch.ones(1)))
+                        actions = scale * torch.randn(horizon, S * K, 1, generator=generator)
                     elif model_name == "ground_truth":
                         actions = policy_proposals_true(agent, states_k, horizon, generator)
                     else:
@@ -194,7 +215,8 @@ def run_study(agent, config: StudyConfig, agent_label: str | None = None) -> dic
                     per_state = grads.permute(1, 0, 2).reshape(S, K, -1)  # (S, K, H * A)
                     stats = stats_from(per_state)
                     rows.append(
-                        {"model": model_name, "planner": planner, "horizon": horizon, "seed": seed} | stats.__dict__
+                        {"model": model_name, "planner": planner, "horizon": horizon, "seed": seed, "samples": K}
+                        | stats.__dict__
                     )
     return {"protocol": config.protocol(agent_label), "rows": rows, "summary": summarize(rows)}
 
@@ -215,6 +237,7 @@ def summarize(rows: list[dict]) -> list[dict]:
                 "seeds": len(rs),
                 "esnr_mean": float(np.mean(esnr)) if esnr else None,
                 "esnr_std": float(np.std(esnr)) if esnr else None,
+                "esnr_corrected_mean": float(np.mean(esnr) - 1.0 / rs[0]["samples"]) if esnr else None,
                 "undefined_states": int(sum(r["undefined_states"] for r in rs)),
                 "grad_norm_mean": float(np.mean([r["grad_norm_mean"] for r in rs])),
                 # the spread over seeds of each seed's mean norm (not the spread of the gradients)
