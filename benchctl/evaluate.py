@@ -80,11 +80,13 @@ def _prediction(planner: Planner, obs: np.ndarray, plan: Plan, device: torch.dev
     if plan.sequence is None:
         return plan.predicted_return, plan.predicted_rewards
     model = planner.model
-    counted = model.model_evals
+    counted, work = model.model_evals, dict(getattr(model, "work", {}))
     with torch.inference_mode():
         z = model.encode(torch.as_tensor(obs, device=device).unsqueeze(0))
         prediction = predict_plan(model, z, plan.sequence.detach())
     model.model_evals = counted
+    if work:
+        model.work.update(work)
     return prediction
 
 
@@ -106,13 +108,17 @@ def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> 
     latencies, evals, rewards, predicted, predicted_rewards = [], [], [], [], []
     total, success, failed, start = 0.0, None, None, time.perf_counter()
     counts = dict.fromkeys(planner.counted_info, 0)
+    work = getattr(model, "work", None)
+    work_done = {key: [] for key in work or {}}
     for step in range(env.episode_length):
-        evals_before = model.model_evals
+        evals_before, work_before = model.model_evals, dict(work or {})
         t0 = timer.now()
         plan = plan_step(planner, obs, generator, device)
         action = plan.action.detach().cpu().numpy()
         latencies.append((timer.now() - t0) * 1e3)
         evals.append(model.model_evals - evals_before)
+        for key, done in work_done.items():
+            done.append(work[key] - work_before[key])
         if not np.isfinite(action).all():
             failed = f"non-finite action at step {step} (the planner or the model produced NaN/inf)"
             break
@@ -139,9 +145,11 @@ def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> 
         "length": len(rewards),
         "wall_s": time.perf_counter() - start,
         "latency_ms": _stats(latencies),
-        "model_evals_per_step": float(np.mean(evals)),
+        "model_evals_per_step": float(np.mean(evals)),  # dynamics + reward steps (candidate x horizon step)
         "rewards": [round(r, 6) for r in rewards],
     }
+    if work_done:  # the rest of a step's work: value-head rows, policy rows, backward passes
+        record["work_per_step"] = {key: float(np.mean(done)) for key, done in work_done.items()}
     if counts:  # e.g. Dream-MPC's steps where the uncertainty term rewarded disagreement
         record["info_counts"] = counts
     if failed is not None:

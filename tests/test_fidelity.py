@@ -237,3 +237,32 @@ def test_cem_gd_warm_start_shifts_its_last_plan(fill, last):
     # A vanishing spread: every sample, hence the refitted mean, sits on the shifted plan.
     expected = torch.tensor([[0.2], [0.3], [last]])
     torch.testing.assert_close(planner.last_distribution[0], expected, atol=1e-5, rtol=0)
+
+
+def test_records_count_each_kind_of_model_work_per_step():
+    """Dynamics/reward steps, value-head rows, policy rows and backward passes apart, and not the
+    metric's own prediction rollout."""
+    from benchctl.agents import load_checkpoint
+    from benchctl.evaluate import run_episode
+    from benchctl.suites import load_suite, make_env
+    from tests.conftest import REPO
+
+    model = load_checkpoint(REPO / "checkpoints" / "tdmpc2" / "demo" / "cartpole-swingup-1.pt")
+    task = load_suite("smoke").task("cartpole-swingup")
+    records, small = {}, {"mppi": {"num_samples": "64", "num_elites": "8", "iterations": "2"}}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small batches: one thread, and no spinning threads on a busy machine
+    try:
+        for name in ("mppi", "dream_mpc", "policy"):
+            planner = make_planner(name, model, resolve_config(name, small.get(name, {})))
+            records[name] = run_episode(make_env(task, seed=1), planner, 7, torch.device("cpu"))["work_per_step"]
+    finally:
+        torch.set_num_threads(threads)
+    mppi = resolve_config("mppi", small["mppi"])
+    # MPPI: the terminal value of every sample in every iteration, two heads each; policy rows: the
+    # 24 prior trajectories over H steps plus each sample's terminal action.
+    assert records["mppi"]["value_heads"] == 2 * mppi.num_samples * mppi.iterations
+    assert records["mppi"]["policy"] == mppi.num_pi_trajs * mppi.horizon + mppi.num_samples * mppi.iterations
+    assert records["mppi"]["backward"] == 0
+    assert records["dream_mpc"]["backward"] == 1  # one gradient step per planning step
+    assert records["policy"] == {"value_heads": 0, "policy": 1, "backward": 0}

@@ -19,7 +19,8 @@ class WorldModel(Protocol):
     Attributes: `family` ("tdmpc2", "bmpc", ...), `latent_dim`, `action_dim`,
     `num_value_heads`, `value_uses_action` (Q(z, a) vs V(z)), `discount` (per task),
     `model_evals` (a running count of latent steps, i.e. rows passed through the reward head:
-    the unit "one candidate, one horizon step" that papers report).
+    the unit "one candidate, one horizon step" that papers report). A model may also keep `work`,
+    {"value_heads", "policy", "backward"} running counts, which the episode loop records per step.
     """
 
     family: str

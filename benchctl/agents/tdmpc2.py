@@ -34,6 +34,9 @@ class TDMPC2Model(nn.Module):
         self.num_value_heads = dims.num_value_heads
         self.discount = 0.99
         self.model_evals = 0
+        # Other work a planning step does, apart from the dynamics/reward steps in model_evals:
+        # value-head rows (heads x batch), policy rows, backward passes (counted by the planners).
+        self.work = {"value_heads": 0, "policy": 0, "backward": 0}
         z, a, m = dims.latent_dim, dims.action_dim, dims.mlp_dim
         enc_hidden = max(dims.num_enc_layers - 1, 1) * [dims.enc_dim]
         self._encoder = nn.ModuleDict({"state": mlp(dims.obs_dim, enc_hidden, z, out_act=SimNorm(dims.simnorm_dim))})
@@ -97,6 +100,7 @@ class TDMPC2Model(nn.Module):
     ) -> torch.Tensor:
         """Logits of the selected heads (all by default): (k, B, bins)."""
         x = torch.cat([z, a], dim=-1) if self.value_uses_action else z
+        self.work["value_heads"] += (self.num_value_heads if heads is None else len(heads)) * z.shape[0]
         return self._Qs(x, heads)
 
     def value(self, z: torch.Tensor, a: torch.Tensor | None = None) -> torch.Tensor:
@@ -120,6 +124,7 @@ class TDMPC2Model(nn.Module):
 
     def policy_params(self, z: torch.Tensor, explore: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, Z) -> (pre-squash mean mu, log_std), each (B, A)."""
+        self.work["policy"] += z.shape[0]
         mu, raw = self._pi(z).chunk(2, dim=-1)
         low, span = self.log_std_bounds(explore)
         log_std = low + 0.5 * span * (torch.tanh(raw) + 1)

@@ -138,7 +138,7 @@ class CEMGDPlanner(Planner):
         v = torch.zeros_like(actions)
         self.last_trace = [values.clone()]
         for step in range(1, cfg.gd_steps + 1):
-            _, grad = value_and_grad(lambda a: self.objective(z_k, a, generator), actions)
+            _, grad = value_and_grad(lambda a: self.objective(z_k, a, generator), actions, self.model)
             if cfg.optimizer == "adam":  # the direction is fixed per update; trials only shrink its length
                 m_new, v_new = 0.9 * m + 0.1 * grad, 0.999 * v + 0.001 * grad**2
                 direction = (m_new / (1 - 0.9**step)) / ((v_new / (1 - 0.999**step)).sqrt() + 1e-8)

@@ -134,7 +134,12 @@ class DreamMPCPlanner(Planner):
         actions = self.initial_candidates(z, generator)
         self.last_initial = actions.detach().clone()
         ascent = gradient_ascent(
-            lambda a: self.objective(z_all, a, generator), actions, cfg.iterations, cfg.lr, cfg.grad_clip_norm
+            lambda a: self.objective(z_all, a, generator),
+            actions,
+            cfg.iterations,
+            cfg.lr,
+            cfg.grad_clip_norm,
+            model=self.model,
         )  # no clamp inside the loop: the released code clamps only what it executes
         actions, ranking, reward_sums = ascent.actions, ascent.values, self.last_reward_sums
         best = int(torch.argmax(ranking))

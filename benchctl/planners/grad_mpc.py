@@ -73,6 +73,7 @@ class GradMPCPlanner(Planner):
             cfg.lr,
             clamp=True,
             optimizer=cfg.optimizer,
+            model=self.model,
         )
         ranking = ascent.values
         best = int(torch.argmax(ranking))

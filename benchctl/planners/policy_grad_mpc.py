@@ -48,6 +48,8 @@ class PolicyGradMPCPlanner(Planner):
                 means.append(mean)
                 zh = model.next(zh, mean)
         actions = torch.stack(means)  # (H, 1, A)
-        ascent = gradient_ascent(lambda a: self.objective(z, a, generator), actions, cfg.iterations, cfg.lr)
+        ascent = gradient_ascent(
+            lambda a: self.objective(z, a, generator), actions, cfg.iterations, cfg.lr, model=self.model
+        )
         plan = ascent.actions[:, 0].clamp(-1, 1)
         return Plan(action=plan[0], predicted_return=float(ascent.values[0]), sequence=plan)

@@ -107,14 +107,23 @@ def shift(plan: torch.Tensor, fill: str = "duplicate") -> torch.Tensor:
 Objective = Callable[[torch.Tensor], torch.Tensor]  # actions (H, N, A) -> each candidate's J (N,)
 
 
-def value_and_grad(objective: Objective, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def value_and_grad(
+    objective: Objective, actions: torch.Tensor, model: WorldModel | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(J (N,), dJ/da (H, N, A)) at detached `actions`. Candidates do not interact, so the gradient of
-    sum_n J_n gives each candidate its own gradient in one backward pass."""
+    sum_n J_n gives each candidate its own gradient in one backward pass, counted in `model.work`."""
+    count_backward(model)
     x = actions.detach().requires_grad_(True)
     with torch.enable_grad():
         value = objective(x)
         (grad,) = torch.autograd.grad(value.sum(), x)
     return value.detach(), grad
+
+
+def count_backward(model: WorldModel | None) -> None:
+    work = getattr(model, "work", None)
+    if work is not None:
+        work["backward"] += 1
 
 
 @dataclass
@@ -131,10 +140,12 @@ def gradient_ascent(
     clip_norm: float | None = None,
     clamp: bool = False,
     optimizer: Literal["sgd", "adam"] = "sgd",
+    model: WorldModel | None = None,
 ) -> Ascent:
     """`iterations` x: J and its gradient, the gradient's global L2 norm clipped to `clip_norm`, a step
     of `lr` (plain, or Adam's bias-corrected direction with betas 0.9/0.999 and eps 1e-8, as
-    torch.optim.Adam), then the actions clamped to [-1, 1] if `clamp`.
+    torch.optim.Adam), then the actions clamped to [-1, 1] if `clamp`. `model`: where backward
+    passes are counted.
 
     Ranking rule (Grad-MPC Alg. 1, Dream-MPC's and Policy+Grad-MPC's released code): candidates are
     ranked by J from the last evaluation, taken before the last step; no extra evaluation is spent on
@@ -143,7 +154,7 @@ def gradient_ascent(
     m = v = None
     values = None
     for step in range(1, iterations + 1):
-        values, grad = value_and_grad(objective, actions)
+        values, grad = value_and_grad(objective, actions, model)
         if clip_norm is not None:
             grad = clip_global_norm(grad, clip_norm)
         if optimizer == "adam":

@@ -41,6 +41,9 @@ def per_seed(episodes: pd.DataFrame) -> pd.DataFrame:
         steady_p95_ms=("steady_p95_ms", "median"),
         first_ms=("first_ms", "median"),
         model_evals=("model_evals", "mean"),
+        value_head_evals=("value_head_evals", "mean"),
+        policy_evals=("policy_evals", "mean"),
+        backward=("backward", "mean"),
         episodes=("episode", "count"),
     ).reset_index()
     success = episodes.assign(s=episodes["success"].astype(float)).groupby(["method", "task_id", "seed"])["s"].mean()

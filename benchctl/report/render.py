@@ -333,7 +333,9 @@ def _write_markdown(out: Path, s: dict) -> Path:
         "",
         "## Planning latency",
         "",
-        "ms per planning step = encode + plan wall time; steady state = every step after an episode's first.",
+        "ms per planning step = encode + plan wall time; steady state = every step after an episode's first. "
+        "Work per step: dynamics+reward evaluations (one candidate, one horizon step), value-head rows "
+        "(heads x candidates), policy rows, backward passes.",
         "",
         tables.render_latency(s["latency"], "md"),
         "",

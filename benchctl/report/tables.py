@@ -55,9 +55,17 @@ def latency_table(seeds: pd.DataFrame) -> pd.DataFrame:
             "steady_p95": grouped["steady_p95_ms"].median(),
             "first_ms": grouped["first_ms"].median(),
             "model_evals": grouped["model_evals"].mean(),
+            "value_head_evals": grouped["value_head_evals"].mean(),
+            "policy_evals": grouped["policy_evals"].mean(),
+            "backward": grouped["backward"].mean(),
             "cells": grouped["latency_ms"].count(),
         }
     )
+
+
+def _count(value: float) -> str:
+    """A per-step count; '-' where the records predate it."""
+    return "-" if np.isnan(value) else f"{value:,.0f}"
 
 
 def _ranks(row: pd.Series) -> dict[str, int]:
@@ -102,6 +110,9 @@ def render_latency(table: pd.DataFrame, fmt: str) -> str:
                 _fmt(r["first_ms"], np.nan, 2),
                 _fmt(r["ms_mean"], r["ms_std"], 2),
                 f"{r['model_evals']:,.0f}",
+                _count(r["value_head_evals"]),
+                _count(r["policy_evals"]),
+                _count(r["backward"]),
                 str(int(r["cells"])),
             ]
             + ([str(int(r["contended"]))] if contended else []),
@@ -114,7 +125,10 @@ def render_latency(table: pd.DataFrame, fmt: str) -> str:
         "steady p95 ms",
         "first step ms",
         "mean ± std ms (all steps)",
-        "WM evals / step",
+        "dynamics+reward evals / step",
+        "value-head evals / step",
+        "policy evals / step",
+        "backward passes / step",
         "cells",
     ] + (["contended cells"] if contended else [])
     return _render(header, rows, fmt)
