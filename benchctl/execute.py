@@ -23,7 +23,7 @@ from benchctl.agents import CheckpointInfo, describe_checkpoint, load_checkpoint
 from benchctl.errors import BenchctlError
 from benchctl.evaluate import episode_seed, run_episode
 from benchctl.planners.base import config_dict, make_planner, parse_set, planner_class, resolve_config
-from benchctl.store import CellFile, cell_path, open_cell
+from benchctl.store import CellFile, cell_path, open_cell, point_label
 from benchctl.suites import Suite, Task, make_env
 
 DEFAULT_SEEDS = (1, 2, 3)
@@ -55,9 +55,7 @@ class PlannerSpec:
 
     @property
     def label(self) -> str:
-        if not self.point:
-            return self.name
-        return f"{self.name}[{','.join(f'{k}={v}' for k, v in self.point.items())}]"
+        return point_label(self.name, self.point or {})
 
 
 @dataclass

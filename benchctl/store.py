@@ -27,6 +27,13 @@ def config_hash(planner: str, config: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
+def point_label(planner: str, point: dict[str, Any]) -> str:
+    """A sweep point's method name, `dream_mpc[horizon=3,iterations=2]`; the planner's name alone for {}."""
+    if not point:
+        return planner
+    return f"{planner}[{','.join(f'{k}={v}' for k, v in point.items())}]"
+
+
 def cell_path(out: Path, run: str, suite: str, task: str, planner: str, config: dict[str, Any], seed: int) -> Path:
     return Path(out) / run / suite / task / f"{planner}@{config_hash(planner, config)}" / f"seed-{seed}.jsonl"
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from benchctl.errors import BenchctlError
-from benchctl.store import config_hash, read_cell
+from benchctl.store import config_hash, point_label, read_cell
 
 
 @dataclass
@@ -134,11 +134,6 @@ def load_results(roots: list[Path]) -> Results:
     cells_df = pd.DataFrame(cell_rows)
     _label_methods(episodes_df, cells_df)
     return Results(episodes_df, cells_df, warnings)
-
-
-def point_label(planner: str, point: dict) -> str:
-    """`dream_mpc[horizon=3,iterations=2]`: a sweep point's name."""
-    return f"{planner}[{','.join(f'{k}={v}' for k, v in point.items())}]"
 
 
 def _label_methods(episodes: pd.DataFrame, cells: pd.DataFrame) -> None:
