@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from benchctl.errors import BenchctlError
-from benchctl.planners.base import planner_class
 
 KINDS = {"ms": "ms per planning step (steady state, this device)", "evals": "world-model evaluations per step"}
 
@@ -125,6 +124,8 @@ def _describe(point: dict, config_id: str) -> str:
 
 def build_config(choice: Choice) -> Any:
     """The chosen planner's config object, from the dict its cells recorded."""
+    from benchctl.planners.base import planner_class  # torch: the report reads budgets without it
+
     cls = planner_class(choice.planner).Config
     try:
         return cls(**choice.config)

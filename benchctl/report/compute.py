@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from benchctl.match import parse_budget
+
 
 def method_costs(seeds: pd.DataFrame) -> pd.DataFrame:
     """Rows: methods; columns: steady_ms (median over (task, seed) cells), model_evals (mean)."""
@@ -58,7 +60,7 @@ def matched_table(cells: pd.DataFrame, points: dict, cis: dict, costs: pd.DataFr
         if method not in points:
             continue
         match = group.iloc[0]["match"]
-        kind = match["budget"].split("=")[0]
+        kind = parse_budget(match["budget"]).kind
         rows.append(
             {
                 "method": method,
@@ -81,8 +83,8 @@ def budget_warnings(matched: pd.DataFrame, tolerance: float = 0.1) -> list[str]:
     """A matched method whose latency in its own run exceeds the budget by more than `tolerance`."""
     warnings = []
     for _, row in matched.iterrows():
-        kind, limit = row["budget"].split("=")
-        if kind == "ms" and np.isfinite(row["cost_now"]) and row["cost_now"] > float(limit) * (1 + tolerance):
+        budget = parse_budget(row["budget"])
+        if budget.kind == "ms" and np.isfinite(row["cost_now"]) and row["cost_now"] > budget.limit * (1 + tolerance):
             warnings.append(
                 f"{row['method']}: chosen within {row['budget']} but ran at {row['cost_now']:.3g} ms per step "
                 "(the machine was slower than when the sweep measured it); rerun the sweep on a quiet machine"

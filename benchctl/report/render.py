@@ -15,6 +15,7 @@ import pandas as pd
 
 import benchctl
 from benchctl.errors import BenchctlError
+from benchctl.match import parse_budget
 from benchctl.report import aggregate as agg
 from benchctl.report import compute, plots, reference, tables
 from benchctl.report.checks import ci_warnings, contention_warnings, failure_warnings, protocol_warnings
@@ -145,8 +146,8 @@ def build_report(
     warnings += compute.budget_warnings(matched)
     budgets: dict = {"methods": list(matched.get("method", []))}
     for text in sorted(set(matched.get("budget", []))):
-        kind, limit = text.split("=")
-        budgets.setdefault(kind, []).append(float(limit))
+        budget = parse_budget(text)
+        budgets.setdefault(budget.kind, []).append(budget.limit)
     figures = {
         "Aggregate metrics (95% CIs)": plots.aggregate_intervals(points, cis, figures_dir),
         "Performance profiles": plots.profiles(profile, bands, taus, figures_dir),
