@@ -137,28 +137,32 @@ def _run_eval(request, reporter: RichReporter):
 
 
 def _summary(results) -> Table:
-    table = Table(title="benchctl eval: return (mean ± std over episodes, all seeds) and planning latency")
-    for col in ("task", "planner", "seeds", "episodes", "return", "ms/step (median)", "WM evals/step"):
-        table.add_column(col, justify="left" if col in ("task", "planner") else "right", no_wrap=True)
-    groups: dict[tuple[str, str], list] = {}
+    """Per (task, planner): return, success rate (suites that score success: Meta-World, HumanoidBench),
+    episodes the environment ended early (a humanoid fell), median ms per step, model evaluations."""
+    eps_of = {}
     for r in results:
-        groups.setdefault((r.task, r.planner), []).append(r)
-    for (task, planner), cells in groups.items():
+        eps_of.setdefault((r.task, r.planner), []).append(r)
+    scored = any(e.get("success") is not None for r in results for e in r.episodes)
+    ended = any(e.get("terminated") for r in results for e in r.episodes)
+    table = Table(title="benchctl eval: return (mean ± std over episodes, all seeds) and planning latency")
+    columns = ["task", "planner", "seeds", "episodes", "return"]
+    columns += ["success"] * scored + ["fell/ended early"] * ended + ["ms/step (median)", "WM evals/step"]
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("task", "planner") else "right", no_wrap=True)
+    for (task, planner), cells in eps_of.items():
         eps = [e for c in cells for e in c.episodes]
         if not eps:
             continue
         returns = np.array([e["return"] for e in eps])
+        row = [task, escape(planner), str(len(cells)), str(len(eps)), f"{returns.mean():.1f} ± {returns.std():.1f}"]
+        if scored:
+            wins = [bool(e["success"]) for e in eps if e.get("success") is not None]
+            row.append(f"{100 * np.mean(wins):.0f}% ({sum(wins)}/{len(wins)})" if wins else "-")
+        if ended:
+            row.append(str(sum(bool(e.get("terminated")) for e in eps)))
         ms = np.median([e["latency_ms"]["p50"] for e in eps])
         evals = np.mean([e["model_evals_per_step"] for e in eps])
-        table.add_row(
-            task,
-            escape(planner),
-            str(len(cells)),
-            str(len(eps)),
-            f"{returns.mean():.1f} ± {returns.std():.1f}",
-            f"{ms:.2f}",
-            f"{evals:,.0f}",
-        )
+        table.add_row(*row, f"{ms:.2f}", f"{evals:,.0f}")
     return table
 
 

@@ -106,7 +106,7 @@ def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> 
     obs = env.reset(seed)
     planner.reset()
     latencies, evals, rewards, predicted, predicted_rewards = [], [], [], [], []
-    total, success, failed, start = 0.0, None, None, time.perf_counter()
+    total, success, failed, terminated, start = 0.0, None, None, False, time.perf_counter()
     counts = dict.fromkeys(planner.counted_info, 0)
     work = getattr(model, "work", None)
     work_done = {key: [] for key in work or {}}
@@ -137,6 +137,7 @@ def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> 
         obs = result.obs
         if result.success is not None:
             success = result.success
+        terminated = result.terminated
         if result.done:
             break
     record = {
@@ -148,6 +149,8 @@ def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> 
         "model_evals_per_step": float(np.mean(evals)),  # dynamics + reward steps (candidate x horizon step)
         "rewards": [round(r, 6) for r in rewards],
     }
+    if terminated:  # ended by the environment before its time limit (HumanoidBench: the robot fell)
+        record["terminated"] = True
     if work_done:  # the rest of a step's work: value-head rows, policy rows, backward passes
         record["work_per_step"] = {key: float(np.mean(done)) for key, done in work_done.items()}
     if counts:  # e.g. Dream-MPC's steps where the uncertainty term rewarded disagreement

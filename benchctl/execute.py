@@ -255,6 +255,9 @@ def _versions() -> dict[str, str | None]:
         "mujoco": version("mujoco"),
         "dm_control": version("dm-control"),
         "numpy": version("numpy"),
+        "gymnasium": version("gymnasium"),
+        "metaworld": version("metaworld"),
+        "humanoid_bench": version("humanoid_bench"),
     }
 
 

@@ -46,6 +46,10 @@ class Suite:
         for task in self.tasks.values():
             if name == task.name or name in task.aliases:
                 return task
+        if any(t.env == "metaworld" for t in self.tasks.values()):
+            from benchctl.envs.metaworld import env_name
+
+            env_name(name)  # a Meta-World name of another version (button-press-v2) gets its own message
         raise unknown(f"task in suite {self.name!r}", name, self.tasks)
 
 
@@ -94,4 +98,13 @@ def make_env(task: Task, seed: int = 0):
         from benchctl.envs.gym import GymEnv
 
         return GymEnv(task.params["id"], task.episode_length, task.action_repeat)
+    if task.env == "metaworld":
+        from benchctl.envs.metaworld import MetaWorldEnv
+
+        return MetaWorldEnv(task.params["env_name"], task.episode_length, task.action_repeat)
+    if task.env == "humanoid":
+        from benchctl.envs.humanoid import HumanoidEnv
+
+        target = task.normalization.get("target")
+        return HumanoidEnv(task.params["id"], task.episode_length, task.action_repeat, target)
     raise BenchctlError(f"suite {task.suite!r}: no adapter for env {task.env!r}")

@@ -99,6 +99,7 @@ def test_per_task_std_is_the_sample_std_over_seeds():
             "task_id": ["t"] * 4,
             "seed": [1, 2, 3, 1],
             "ret": [100.0, 200.0, 600.0, 50.0],
+            "score": [0.1, 0.2, 0.6, 0.05],
             "success": [np.nan] * 4,
         }
     )

@@ -17,7 +17,8 @@ class StepResult:
     obs: np.ndarray  # (obs_dim,) float32
     reward: float  # summed over the action repeat
     done: bool  # episode over (time limit or termination)
-    success: bool | None = None  # suites that define success (Meta-World); None otherwise
+    success: bool | None = None  # suites that define success (Meta-World, HumanoidBench); None otherwise
+    terminated: bool = False  # the environment ended the episode before its time limit (a humanoid fell)
 
 
 class Env(Protocol):

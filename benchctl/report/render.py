@@ -123,6 +123,8 @@ def build_report(
             "pass results that overlap, or one method's results alone"
         )
     points, cis = agg.aggregates(table, reps, seed)
+    suite_of = dict(zip(results.cells["task_id"], results.cells["suite"], strict=True))
+    per_suite = suite_aggregates(scored, suite_of, run_of, reps, seed)
     top = max(1.0, max(float(m.max()) for m in table.matrices.values()))
     taus = np.linspace(0.0, top, 81)
     profile, bands = agg.performance_profiles(table, taus, reps, seed)
@@ -173,10 +175,11 @@ def build_report(
             {k: v[0] for k, v in improvement.items()}, {k: v[1] for k, v in improvement.items()}, figures_dir
         )
 
-    success_tasks = set(
-        results.cells.loc[results.cells["normalization"].map(lambda n: n.get("kind") == "success"), "task_id"]
-    )
+    norms = zip(results.cells["task_id"], results.cells["normalization"], strict=True)
+    kind_of = {t: n.get("kind", "none") for t, n in norms}
+    success_tasks = {t for t, kind in kind_of.items() if kind == "success"}
     per_task = tables.per_task_table(seeds, success_tasks, ref_rows)
+    per_task_parts = per_suite_tables(per_task, suite_of, kind_of)
     protocol = _protocol(results, seeds, table, reps, seed, baseline, run_of)
     if len(exploitation):
         protocol.append(
@@ -200,6 +203,16 @@ def build_report(
     files = [p for fig in figures.values() for p in (fig, fig.with_suffix(".pdf"))]
     if "csv" in formats:
         files += _write_csv(out, seeds, per_task, latency, points, cis, improvement)
+        if per_suite:
+            rows = [
+                {"suite": name, "method": m, "metric": metric, "point": p[m][i]}
+                | {"ci_low": c[m][0][i], "ci_high": c[m][1][i]}
+                for name, (p, c) in per_suite.items()
+                for m in p
+                for i, metric in enumerate(agg.METRICS)
+            ]
+            pd.DataFrame(rows).to_csv(out / "aggregates_per_suite.csv", index=False)
+            files.append(out / "aggregates_per_suite.csv")
         for name, frame in (("sweeps", sweeps), ("matched", matched)):
             if len(frame):
                 frame.to_csv(out / f"{name}.csv", index=False)
@@ -217,6 +230,8 @@ def build_report(
             files.append(path)
     sections = {
         "per_task": per_task,
+        "per_task_parts": per_task_parts,
+        "per_suite": per_suite,
         "references": set(ref_rows["method"]),
         "latency": latency,
         "sweeps": sweeps,
@@ -233,6 +248,67 @@ def build_report(
     if "html" in formats:
         files.append(_write_html(out, sections))
     return Report(out, files, warnings, points, cis, improvement, table.tasks, _coverage(table, run_of))
+
+
+def suite_aggregates(
+    scored: pd.DataFrame, suite_of: dict[str, str], run_of: dict[str, str], reps: int, seed: int
+) -> dict[str, tuple[dict, dict]]:
+    """{suite: (points, cis)} over each suite's tasks alone, when the results span several suites
+    (the overall aggregates pool all tasks present)."""
+    names = sorted(set(suite_of.values()))
+    if len(names) < 2:
+        return {}
+    out = {}
+    for name in names:
+        part = scored[scored["task_id"].map(suite_of) == name]
+        table = agg.score_table(part, run_of)
+        if table.matrices and table.tasks:
+            out[name] = agg.aggregates(table, reps, seed)
+    return out
+
+
+_UNITS = {
+    "scale": "return",
+    "success": "success rate in %",
+    "random_target": "return, normalized score in parentheses",
+    "none": "return",
+}
+
+
+def per_suite_tables(
+    per_task: pd.DataFrame, suite_of: dict[str, str], kind_of: dict[str, str]
+) -> list[tuple[str, str, pd.DataFrame, bool]]:
+    """The per-task table split by suite: [(suite, unit, rows, with_score)], each suite in its own unit."""
+    parts = []
+    for name in sorted(set(suite_of.values())):
+        rows = per_task[[suite_of.get(t) == name for t in per_task.index]]
+        if rows.empty:
+            continue
+        kinds = {kind_of[t] for t in rows.index}
+        kind = kinds.pop() if len(kinds) == 1 else "none"
+        parts.append((name, _UNITS.get(kind, "return"), rows, kind == "random_target"))
+    return parts
+
+
+def normalization_text(cells: pd.DataFrame) -> str:
+    """Each suite's normalization in words: DMC return / 1000, Meta-World success, HumanoidBench
+    (x - random) / (target - random) with each task's constants."""
+    parts = []
+    for suite, group in cells.groupby("suite", sort=True):
+        norms = {t: n for t, n in zip(group["task"], group["normalization"], strict=True)}
+        kinds = {n.get("kind", "none") for n in norms.values()}
+        if kinds == {"scale"} and len({n["divisor"] for n in norms.values()}) == 1:
+            text = f"return / {next(iter(norms.values()))['divisor']:g}"
+        elif kinds == {"success"}:
+            text = "success (0/1) of each episode"
+        elif kinds == {"random_target"}:
+            text = "(return - random) / (target - random); " + ", ".join(
+                f"{t}: random {n['random']:g}, target {n['target']:g}" for t, n in sorted(norms.items())
+            )
+        else:
+            text = "; ".join(f"{t}: {json.dumps(n, sort_keys=True)}" for t, n in sorted(norms.items()))
+        parts.append(f"{suite}: {text}")
+    return "; ".join(parts)
 
 
 def _coverage(table: agg.ScoreTable, run_of: dict[str, str]) -> str:
@@ -253,12 +329,11 @@ def _protocol(
     run_of: dict[str, str],
 ) -> list[tuple[str, str]]:
     cells = results.cells
-    norms = sorted({json.dumps(n, sort_keys=True) for n in cells["normalization"]})
     hashes = cells.groupby(["run", "task_id", "seed"])["checkpoint_sha256"].first()
     return [
         ("episodes per seed", ", ".join(map(str, sorted(set(cells["episodes"]))))),
         ("seeds", ", ".join(map(str, sorted(set(cells["seed"]))))),
-        ("normalization", "; ".join(norms) + " (score per run = mean over its episodes)"),
+        ("normalization", normalization_text(cells) + " (score per run = mean over its episodes)"),
         ("aggregates cover", _coverage(table, run_of)),
         ("runs per method", ", ".join(f"{m}: {len(s)}" for m, s in table.seeds.items())),
         ("bootstrap", f"{agg.CI_METHOD}; {reps} replicates; seed {seed} (numpy's global generator, restored after)"),
@@ -323,15 +398,20 @@ def _write_markdown(out: Path, s: dict) -> Path:
         tables._render(["method", *agg.METRICS], _aggregate_rows(s["points"], s["cis"]), "md"),
         "",
     ]
+    for name, (points, cis) in s["per_suite"].items():
+        lines += [
+            f"### Aggregates: {name} alone",
+            "",
+            tables._render(["method", *agg.METRICS], _aggregate_rows(points, cis), "md"),
+            "",
+        ]
     if s["improvement"]:
         rows = [(k, [f"{v[0]:.3f} [{v[1][0]:.3f}, {v[1][1]:.3f}]"]) for k, v in s["improvement"].items()]
         lines += ["## Probability of improvement", "", tables._render(["pair", "P(X > Y)"], rows, "md"), ""]
+    lines += [f"## Per task ({PER_TASK_NOTE})", ""]
+    for title, body in _per_task_sections(s, "md"):
+        lines += ([f"### {title}", ""] if title else []) + [body, ""]
     lines += [
-        "## Per task (mean ± sample std (ddof = 1) over seeds of the per-seed mean return, the mean alone where "
-        "there is one seed; success rate where scored by success)",
-        "",
-        tables.render_per_task(s["per_task"], "md", references=s["references"]),
-        "",
         "## Planning latency",
         "",
         "ms per planning step = encode + plan wall time; steady state = every step after an episode's first. "
@@ -352,6 +432,24 @@ def _write_markdown(out: Path, s: dict) -> Path:
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+PER_TASK_NOTE = (
+    "mean ± sample std (ddof = 1) over seeds of the per-seed mean, the mean alone where there is one seed; "
+    "best in bold, second underlined"
+)
+
+
+def _per_task_sections(s: dict, fmt: str) -> list[tuple[str, str]]:
+    """[(title, table)]: one table per suite, each in its unit; no title when there is one suite."""
+    parts = s["per_task_parts"]
+    return [
+        (
+            f"{name} ({unit})" if len(parts) > 1 else f"{name}: {unit}",
+            tables.render_per_task(rows, fmt, references=s["references"], with_score=with_score),
+        )
+        for name, unit, rows, with_score in parts
+    ]
 
 
 def _compute_sections(s: dict, fmt: str) -> list[tuple[str, str]]:
@@ -420,14 +518,22 @@ def _write_html(out: Path, s: dict) -> Path:
             "html",
         ),
     ]
+    for name, (points, cis) in s["per_suite"].items():
+        parts += [
+            f"<h3>Aggregates: {html.escape(name)} alone</h3>",
+            tables._render(
+                ["method", *agg.METRICS],
+                [(m, [html.escape(c) for c in cells]) for m, cells in _aggregate_rows(points, cis)],
+                "html",
+            ),
+        ]
     if s["improvement"]:
         rows = [(k, [f"{v[0]:.3f} [{v[1][0]:.3f}, {v[1][1]:.3f}]"]) for k, v in s["improvement"].items()]
         parts += ["<h2>Probability of improvement</h2>", tables._render(["pair", "P(X > Y)"], rows, "html")]
+    parts += [f"<h2>Per task</h2><p>{html.escape(PER_TASK_NOTE)}.</p>"]
+    for title, body in _per_task_sections(s, "html"):
+        parts += [f"<h3>{html.escape(title)}</h3>", body]
     parts += [
-        "<h2>Per task</h2><p>mean ± sample std (ddof = 1) over seeds of the per-seed mean return, the mean alone "
-        "where there is one seed (success rate where scored "
-        "by success); best in bold, second underlined.</p>",
-        tables.render_per_task(s["per_task"], "html", references=s["references"]),
         "<h2>Planning latency</h2>",
         tables.render_latency(s["latency"], "html"),
     ]

@@ -1,8 +1,9 @@
 """Paper-style tables (Dream-MPC Tables 1-2, 8-13) as Markdown, HTML, LaTeX and CSV.
 
-Per-task table: mean ± sample std (ddof = 1) over seeds of each seed's mean return (success rate for suites scored
-by success), best in bold, second underlined. Latency table: mean ± std over (task, seed) cells of
-the mean ms per planning step, with world-model evaluations per step.
+Per-task table: mean ± sample std (ddof = 1) over seeds of each seed's mean return (success rate in % for suites
+scored by success; the normalized score beside the return where it is not return / 1000), best in bold, second
+underlined. Latency table: mean ± std over (task, seed) cells of the mean ms per planning step, with world-model
+evaluations per step.
 """
 
 from __future__ import annotations
@@ -16,27 +17,46 @@ import pandas as pd
 def per_task_table(
     seeds: pd.DataFrame, success_tasks: set[str], references: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """Rows: tasks; columns: (method, "mean"/"std"/"seeds") of the per-seed mean return or success.
+    """Rows: tasks; columns: (method, "mean"/"std"/"seeds"/"score") of the per-seed mean return, or
+    success rate in % for tasks scored by success (Meta-World); "score" is the mean normalized score.
 
     references (reference.for_report rows) add their columns after the measured methods: per-seed
     references summarized like a method, published ones with their published mean ± std (3 seeds).
     """
-    values = seeds.assign(value=np.where(seeds["task_id"].isin(success_tasks), seeds["success"], seeds["ret"]))
-    grouped = values.groupby(["task_id", "method"])["value"]
-    table = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=1), "seeds": grouped.count()})
+    success = seeds["task_id"].isin(success_tasks)
+    values = seeds.assign(value=np.where(success, 100.0 * seeds["success"].astype(float), seeds["ret"]))
+    grouped = values.groupby(["task_id", "method"])
+    table = pd.DataFrame(
+        {
+            "mean": grouped["value"].mean(),
+            "std": grouped["value"].std(ddof=1),
+            "seeds": grouped["value"].count(),
+            "score": grouped["score"].mean(),
+        }
+    )
     table = table.unstack("method").swaplevel(0, 1, axis=1).sort_index(axis=1)
     if references is None or references.empty:
         return table
     columns = {}
     for label, rows in references.groupby("method", sort=False):
         rows = rows[rows["task_id"].isin(table.index)]
-        by_task = rows.groupby("task_id")["value"]
+        # a success reference is a rate in [0, 1]: shown in % like the measured success
+        rate = np.where(rows["task_id"].isin(success_tasks), 100.0, 1.0)
+        rows = rows.assign(value=rows["value"] * rate, std=rows["std"] * rate)
+        by_task = rows.groupby("task_id")
         if rows["per_seed"].astype(bool).all():
-            summary = pd.DataFrame({"mean": by_task.mean(), "std": by_task.std(ddof=1), "seeds": by_task.count()})
+            summary = pd.DataFrame(
+                {
+                    "mean": by_task["value"].mean(),
+                    "std": by_task["value"].std(ddof=1),
+                    "seeds": by_task["value"].count(),
+                    "score": by_task["score"].mean(),
+                }
+            )
         else:
-            first = rows.groupby("task_id").first()
-            summary = pd.DataFrame({"mean": first["value"], "std": first["std"], "seeds": 3})
-        for stat in ("mean", "std", "seeds"):
+            first = by_task.first()
+            summary = pd.DataFrame({"mean": first["value"], "std": first["std"], "seeds": 3, "score": first["score"]})
+        for stat in ("mean", "std", "seeds", "score"):
             columns[(label, stat)] = summary[stat].reindex(table.index)
     return pd.concat([table, pd.DataFrame(columns, index=table.index)], axis=1)
 
@@ -81,9 +101,16 @@ def _fmt(mean: float, std: float, digits: int) -> str:
     return f"{mean:.{digits}f}" if np.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def render_per_task(table: pd.DataFrame, fmt: str, digits: int = 1, references: set[str] | None = None) -> str:
+def render_per_task(
+    table: pd.DataFrame,
+    fmt: str,
+    digits: int = 1,
+    references: set[str] | None = None,
+    with_score: bool = False,
+) -> str:
     """The per-task table as `md`, `html` or `tex`, best bold and second underlined among the
-    measured methods (reference columns are never marked)."""
+    measured methods (reference columns are never marked); `with_score` adds each cell's mean
+    normalized score in parentheses (HumanoidBench: return and score side by side)."""
     methods = list(dict.fromkeys(table.columns.get_level_values(0)))
     references = references or set()
     rows = []
@@ -93,6 +120,8 @@ def render_per_task(table: pd.DataFrame, fmt: str, digits: int = 1, references: 
         cells = []
         for m in methods:
             text = _fmt(row[(m, "mean")], row[(m, "std")], digits)
+            if with_score and text != "-" and not np.isnan(row.get((m, "score"), np.nan)):
+                text += f" ({row[(m, 'score')]:.3f})"
             cells.append(_emphasize(text, ranks.get(m), fmt))
         rows.append((str(task), cells))
     return _render(["task", *methods], rows, fmt)

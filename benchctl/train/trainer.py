@@ -187,7 +187,8 @@ class Trainer:
 
     # -- loop ------------------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
-        """Mean return of the policy and of the acting planner (in eval mode) over eval episodes."""
+        """Mean return of the policy and of the acting planner (in eval mode) over eval episodes, and
+        their success rates (`<planner>.success`) where the suite scores success."""
         out = {}
         for name in dict.fromkeys(["policy", self.request.planner]):
             planner = make_planner(
@@ -197,13 +198,13 @@ class Trainer:
                 if name == self.request.planner
                 else resolve_config(name, {}),
             )
-            returns = [
-                run_episode(self.env, planner, episode_seed(10_000 + self.request.seed, i), torch.device("cpu"))[
-                    "return"
-                ]
+            records = [
+                run_episode(self.env, planner, episode_seed(10_000 + self.request.seed, i), torch.device("cpu"))
                 for i in range(self.request.eval_episodes)
             ]
-            out[name] = float(np.mean(returns))
+            out[name] = float(np.mean([r["return"] for r in records]))
+            if records[0]["success"] is not None:  # Meta-World, HumanoidBench: the success rate too
+                out[f"{name}.success"] = float(np.mean([bool(r["success"]) for r in records]))
         return out
 
     def update(self, count: int, pretraining: bool = False) -> dict[str, float]:
@@ -302,6 +303,10 @@ class Trainer:
                 "return": float(np.sum(rewards)),
                 "seconds": time.perf_counter() - start,
             } | last
+            if result.success is not None:
+                record["success"] = bool(result.success)
+            if result.terminated:
+                record["terminated"] = True
             self.log(record)
             reporter.progress(self.step, record)
         returns = self.evaluate()
