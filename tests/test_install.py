@@ -43,10 +43,15 @@ def _imported_top_level_modules() -> dict[str, str]:
     return found
 
 
+# Imported but not on PyPI, so not declarable: HumanoidBench installs from its repository (README,
+# "Meta-World and HumanoidBench"); benchctl/envs/humanoid.py says how when the import fails.
+NOT_ON_PYPI = {"humanoid_bench"}
+
+
 def test_every_imported_package_is_declared_and_satisfied():
     declared = _requirements()
     owners = packages_distributions()
-    stdlib = set(sys.stdlib_module_names) | {"benchctl"}
+    stdlib = set(sys.stdlib_module_names) | {"benchctl"} | NOT_ON_PYPI
     problems = []
     for module, where in _imported_top_level_modules().items():
         if module in stdlib:
@@ -69,6 +74,6 @@ def test_every_imported_package_is_declared_and_satisfied():
 def test_the_walk_sees_lazy_imports():
     """The check above is only as good as its walk: imports inside functions must be seen."""
     modules = _imported_top_level_modules()
-    for module in ("torch", "typer", "rliable", "dm_control", "gymnasium", "matplotlib"):
+    for module in ("torch", "typer", "rliable", "dm_control", "gymnasium", "matplotlib", "metaworld"):
         assert module in modules, module
     assert "click" not in modules  # typer >= 0.29 does not install it
