@@ -109,7 +109,8 @@ class Eta:
 def find_checkpoints(
     directory: Path, suite: Suite, tasks: list[Task], seeds: list[int]
 ) -> tuple[list[AgentSpec], list[tuple[str, str]]]:
-    """Checkpoints in the official naming: DIR/<task>-<seed>.pt, DIR/dmcontrol/..., DIR/<suite>/...
+    """Checkpoints in the official naming (any of a task's names): DIR/<task>-<seed>.pt, DIR/dmcontrol/...,
+    DIR/<suite>/... (e.g. DIR/metaworld/mw-button-press-1.pt).
 
     Returns (found, skipped), skipped = [(task, why)] for tasks with no checkpoint at any seed.
     """
@@ -130,7 +131,10 @@ def find_checkpoints(
         else:
             names = "|".join((task.name, *task.aliases))
             skipped.append(
-                (task.name, f"no {names}-{{{','.join(map(str, seeds))}}}.pt in {directory} or its dmcontrol/")
+                (
+                    task.name,
+                    f"no {names}-{{{','.join(map(str, seeds))}}}.pt in {directory} or its dmcontrol/ or {suite.name}/",
+                )
             )
     return found, skipped
 
