@@ -66,3 +66,40 @@ class AnalyticModel:
             total += self.discount**h * self.reward(z, a)[:, 0]
             z = self.next(z, a)
         return total
+
+
+class DelayedRewardModel(AnalyticModel):
+    """Delayed reward under a discount: each step only costs -cost * a^2; the payoff is the terminal
+    value -value_scale * (position - goal)^2, reached only through the horizon's end. With
+    J(a) = sum_h gamma^h r_h + gamma^H V(z_H), the optimum spends more on later actions (their
+    cost is discounted more): a_h = lam * gamma^-h / cost with
+    lam = gamma^H k g / (1 + gamma^H (k / cost) sum_h gamma^-h). A planner that drops the discount
+    finds equal actions k g / (cost + H k); one that drops the terminal value finds a = 0.
+    """
+
+    def __init__(self, horizon: int = 3, discount: float = 0.5, cost: float = 1.0, value_scale: float = 4.0, goal=1.5):
+        super().__init__(targets=(0.0,) * horizon, discount=discount)
+        self.horizon, self.cost, self.value_scale, self.goal = horizon, cost, value_scale, goal
+
+    @property
+    def optimum(self) -> torch.Tensor:
+        g, k, c, H = self.discount, self.value_scale, self.cost, self.horizon
+        inverse = torch.tensor([g**-h for h in range(H)])
+        lam = g**H * k * self.goal / (1 + g**H * (k / c) * float(inverse.sum()))
+        return (lam * inverse / c).unsqueeze(1)
+
+    def reward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        self.model_evals += z.shape[0]
+        return -self.cost * a[:, :1] ** 2 + 0 * z[:, :1]
+
+    def value(self, z: torch.Tensor, a: torch.Tensor | None = None) -> torch.Tensor:
+        v = -self.value_scale * (z[:, :1] - self.goal) ** 2
+        return v.unsqueeze(0).expand(self.num_value_heads, -1, -1)
+
+    def plan_return(self, actions: torch.Tensor) -> torch.Tensor:
+        z = torch.zeros(actions.shape[1], 2)
+        total = torch.zeros(actions.shape[1])
+        for h, a in enumerate(actions):
+            total += self.discount**h * self.reward(z, a)[:, 0]
+            z = self.next(z, a)
+        return total + self.discount ** len(actions) * self.value(z)[0, :, 0]

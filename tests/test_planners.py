@@ -7,7 +7,7 @@ import torch
 
 from benchctl.agents import load_checkpoint
 from benchctl.planners import make_planner, registry, resolve_config
-from tests.analytic import AnalyticModel
+from tests.analytic import AnalyticModel, DelayedRewardModel
 from tests.conftest import BMPC_MS5, TDMPC2_MS5
 
 START = torch.zeros(1, 2)  # position 0, time 0
@@ -58,6 +58,39 @@ def test_planner_finds_the_known_optimum(name):
     optimum = float(model.optimum[0, 0])
     assert abs(float(plan.action[0]) - optimum) < TOLERANCE.get(name, 0.05)
     assert plan.predicted_return is not None and plan.predicted_return > -0.05  # the optimum's return is 0
+
+
+# The planners whose objective is the discounted return with a terminal value; the paper versions of
+# CEM, Grad-MPC and CEM-GD are reward-only and get it with use_value=true. SMC is left out: its
+# weights are per-step advantages r + gamma V(z') - V(z), whose fixed point is the open-loop
+# optimum only when V is the value-to-go of the rest of the horizon, which a terminal payoff is not
+# (its use of gamma is tested in test_fidelity.py).
+DELAYED = {
+    "mppi": {"iterations": 30},
+    "cem": {"horizon": 3, "candidates": 300, "elites": 30, "use_value": True},
+    "grad_mpc": {"horizon": 3, "candidates": 100, "iterations": 50, "use_value": True},
+    "policy_grad_mpc": {"horizon": 3, "iterations": 100, "lr": 0.1},
+    "dream_mpc": {"candidates": 10, "iterations": 50},
+    "cem_gd": {"horizon": 3, "init_samples": 300, "use_value": True},
+}
+
+
+@pytest.mark.parametrize("name", sorted(DELAYED))
+def test_planner_finds_the_optimum_of_delayed_reward_under_a_discount(name):
+    model = DelayedRewardModel(horizon=3, discount=0.5)
+    optimum = model.optimum[:, 0]  # (0.167, 0.333, 0.667): later actions cost less after discounting
+    ignoring_discount = DelayedRewardModel(horizon=3, discount=1.0).optimum[0, 0]  # 0.462 every step
+    assert abs(optimum[0] - ignoring_discount) > 0.25 and optimum[0] > 0.15  # both mistakes are visible
+    plan = planner(name, model, **DELAYED[name]).plan(START, torch.Generator().manual_seed(0))
+    assert torch.allclose(plan.sequence[:, 0], optimum, atol=0.05), (plan.sequence[:, 0], optimum)
+
+
+@pytest.mark.parametrize("name", ["cem", "grad_mpc", "cem_gd"])
+def test_reward_only_planners_ignore_the_terminal_value_by_default(name):
+    # As their papers define them: the objective is the reward sum, so paying the action cost buys nothing.
+    budget = {k: v for k, v in DELAYED[name].items() if k != "use_value"}
+    plan = planner(name, DelayedRewardModel(), **budget).plan(START, torch.Generator().manual_seed(0))
+    assert abs(float(plan.action[0])) < 0.05
 
 
 @pytest.mark.parametrize("name", ["dream_mpc", "grad_mpc"])
