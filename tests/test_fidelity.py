@@ -77,6 +77,70 @@ def test_smc_advantage_discounts_the_next_value():
     assert myopic < 0.0 and far - myopic > 0.3
 
 
+def smc_by_hand(model: AnalyticModel, particles: int, temperature: float, seed: int) -> float:
+    """One SMC step (horizon 0, reward-only advantage) written out: S proposal draws, weights
+    exp(r / tau) normalized, S ancestors drawn multinomially, then a uniformly drawn survivor."""
+    generator = torch.Generator().manual_seed(seed)
+    eps = torch.randn(particles, 1, generator=generator)
+    a = (model.policy_std * eps).clamp(-1, 1)  # the analytic proposal N(0, policy_std), clamped
+    r = -((a[:, 0] - model.targets[0]) ** 2)
+    w = torch.exp((r - r.max()) / temperature)
+    ancestors = torch.multinomial(w / w.sum(), particles, replacement=True, generator=generator)
+    pick = int(torch.randint(particles, (1,), generator=generator))
+    return float(a[ancestors[pick], 0])
+
+
+@pytest.mark.parametrize("temperature", [0.001, 0.1, 100.0])
+def test_smc_weights_and_temperature_match_the_algorithm_by_hand(temperature):
+    for seed in range(5):
+        model = AnalyticModel(targets=(0.4,), policy_std=0.5)
+        config = resolve_config("smc", {"horizon": "0", "particles": "64", "temperature": str(temperature)})
+        plan = make_planner("smc", model, config).plan(torch.zeros(1, 2), torch.Generator().manual_seed(seed))
+        assert float(plan.action) == pytest.approx(smc_by_hand(model, 64, temperature, seed), abs=1e-6)
+
+
+def test_smc_temperature_moves_it_from_argmax_to_the_proposal():
+    model = AnalyticModel(targets=(0.4,), policy_std=0.5)
+
+    def actions(temperature):
+        config = resolve_config("smc", {"horizon": "0", "particles": "256", "temperature": str(temperature)})
+        planner = make_planner("smc", model, config)
+        plans = [planner.plan(torch.zeros(1, 2), torch.Generator().manual_seed(s)) for s in range(60)]
+        return np.array([float(p.action) for p in plans])
+
+    cold, hot = actions(1e-9), actions(1e4)
+    for seed, action in enumerate(cold):  # every survivor is the proposal draw nearest the target
+        draws = (0.5 * torch.randn(256, 1, generator=torch.Generator().manual_seed(seed))).clamp(-1, 1)[:, 0]
+        assert action == pytest.approx(float(draws[(draws - 0.4).abs().argmin()]), abs=1e-7)
+    assert abs(hot.mean()) < 0.15 and hot.std() > 0.35  # uniform weights: draws from N(0, 0.5) itself
+
+
+def test_byravan_cem_refit_is_smoothed_from_a_policy_sampled_mean():
+    # Byravan et al. Alg. 3 by hand, one iteration: the mean starts at one policy-sampled open-loop plan,
+    # N samples mean + std * noise clamped to [-1, 1], the top K by reward sum, then
+    # mu <- 0.1 mu + 0.9 mean(elites) and sigma <- 0.5 sigma + 0.5 std(elites) (biased).
+    from benchctl.planners.rollout import policy_rollout
+
+    model = AnalyticModel(targets=(0.9, -0.7, 0.4))
+    options = {"init": "policy", "horizon": "3", "iterations": "1", "candidates": "50", "elites": "5"}
+    config = resolve_config("cem", options | {"init_std": "0.5"})
+    planner = make_planner("cem", model, config)
+    plan = planner.plan(torch.zeros(1, 2), torch.Generator().manual_seed(3))
+
+    generator = torch.Generator().manual_seed(3)
+    mean = policy_rollout(model, torch.zeros(1, 2), 3, generator)[:, 0]
+    std = torch.full((3, 1), 0.5)
+    actions = (mean.unsqueeze(1) + std.unsqueeze(1) * torch.randn(3, 50, 1, generator=generator)).clamp(-1, 1)
+    returns = torch.tensor([by_hand(model, actions[:, i]) for i in range(50)])
+    elites = actions[:, returns.topk(5).indices]
+    expected_mean = 0.1 * mean + 0.9 * elites.mean(1)
+    assert torch.allclose(plan.sequence, expected_mean.clamp(-1, 1), atol=1e-6)
+    assert plan.predicted_return == pytest.approx(float(returns.topk(5).values.mean()), abs=1e-5)
+    planner_std = 0.5 * std + 0.5 * elites.std(1, unbiased=False)
+    assert (planner_std < std).all()  # the smoothing keeps half the old spread: it narrows, never collapses
+    assert (planner_std >= 0.25).all()
+
+
 class NegativeValueModel(AnalyticModel):
     """Two value heads that disagree around a negative mean: u = mean * std < 0 everywhere."""
 

@@ -76,5 +76,6 @@ class SMCPlanner(Planner):
             if cfg.value:
                 value_now = value_next[ancestors]
         pick = int(torch.randint(S, (1,), generator=generator, device=z.device))
-        plan = sequences[: cfg.horizon, pick].clamp(-1, 1)  # its H actions: the window the metric compares
+        # its H actions, the window the metric compares (H = 0: the one action it took)
+        plan = sequences[: max(cfg.horizon, 1), pick].clamp(-1, 1)
         return Plan(action=plan[0], predicted_return=float(returns[pick]), sequence=plan)
