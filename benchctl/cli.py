@@ -530,15 +530,6 @@ def queue_command(
 DEFAULT_PENDULUM = Path("checkpoints/tdmpc2/pendulum/Pendulum-v1-1.pt")
 
 
-def _training_options(run_id: dict) -> dict:
-    """The settings of a training run that differ from the papers' defaults, for the manifest."""
-    options: dict = {f"planner.{k}": v for k, v in run_id.get("planner_overrides", {}).items()}
-    interval, sequences = run_id.get("reanalyze", (10, 20))
-    if (interval, sequences) != (10, 20):
-        options |= {"reanalyze_interval": interval, "reanalyze_sequences": sequences}
-    return options
-
-
 @app.command("ship")
 def ship_command(
     checkpoint: Annotated[Path, typer.Argument(help="a checkpoint under checkpoints/ written by benchctl train")],
@@ -546,58 +537,14 @@ def ship_command(
     out_dir: Annotated[Path, typer.Option("--out", help="results folder of the measurement")] = Path("results"),
 ):
     """Measure a trained agent's returns (policy, mppi, dream_mpc) and write its entry in checkpoints/manifest.toml."""
-    import json
+    from benchctl import shipped
 
-    import torch
-
-    from benchctl import execute, shipped
-    from benchctl.agents import describe_checkpoint
-    from benchctl.suites import load_suite
-
-    root = shipped.SHIPPED_DIR
-    path = checkpoint.resolve()
-    if not path.is_file() or root not in path.parents:
-        raise BenchctlError(
-            f"{checkpoint}: pass a checkpoint file inside {root} (checkpoints/<family>/<suite>/<task>-<seed>.pt)"
-        )
-    resume = path.with_name(path.name + ".resume.pt")  # written beside every checkpoint benchctl trains
-    if not resume.is_file():
-        raise BenchctlError(f"{resume} is missing: ship reads the training run (task, steps, planner) from it")
-    state = torch.load(resume, weights_only=True, map_location="cpu")
-    run_id = json.loads(state["identity"])
-    suite_obj = load_suite(path.parent.name)
-    task = suite_obj.task(run_id["task"])
-    info = describe_checkpoint(path)
-    specs = execute.resolve_planners(list(shipped.RETURN_PLANNERS), [])
-    request = execute.EvalRequest(
-        suite_obj,
-        [execute.AgentSpec(task, run_id["seed"], path)],
-        specs,
-        episodes,
-        "cpu",
-        out_dir,
-        f"ship-{path.parent.parent.name}",  # one run per family: agents of two families share a task
-    )
-    results = _run_eval(request, RichReporter())
-    returns = {r.planner: round(float(np.mean([e["return"] for e in r.episodes])), 1) for r in results}
-    entry = shipped.ShippedAgent(
-        path=str(path.relative_to(root)),
-        task=task.name,
-        suite=suite_obj.name,
-        family=info.family,
-        size=info.model_size,
-        dims={"enc": info.dims.enc_dim, "mlp": info.dims.mlp_dim, "latent": info.dims.latent_dim},
-        training_steps=int(state["step"]),
-        acting_planner=run_id["planner"],
-        seed=int(run_id["seed"]),
-        sha256=info.sha256,
-        returns=returns,
-        training_options=_training_options(run_id),
-    )
-    agents = [a for a in shipped.load_manifest(root) if a.path != entry.path] + [entry]
-    manifest = shipped.write_manifest(agents, root)
+    shipment = shipped.prepare(checkpoint, episodes, out_dir)
+    results = _run_eval(shipment.request, RichReporter())
+    entry, manifest = shipped.record(shipment, results)
     out.print(_summary(results))
-    out.print(f"{entry.path}: " + ", ".join(f"{k} {v}" for k, v in returns.items()) + f" -> {manifest}")
+    rates = "".join(f", {k} success {v:.0%}" for k, v in entry.success.items())
+    out.print(f"{entry.path}: " + ", ".join(f"{k} {v}" for k, v in entry.returns.items()) + rates + f" -> {manifest}")
 
 
 @app.command("gradients")
@@ -706,90 +653,35 @@ def profile_command(
     """Latency (mean, std, p50, p95, p99), peak memory and model evaluations per planning step, and scaling sweeps."""
     import json
 
-    import numpy as np
-    import torch
-
     from benchctl import execute
-    from benchctl.agents import load_checkpoint_with_info
     from benchctl.analysis import latency
     from benchctl.machine import set_threads
     from benchctl.paths import writable_dir
     from benchctl.planners import registry
     from benchctl.report.plots import latency_bars, sweep_lines
-    from benchctl.train.tdmpc2 import SIZES, new_model
 
     set_threads(threads)
     writable_dir("--out", out_dir)
-    device = execute.check_device("cuda" if gpu else "cpu")
-    if compile_mode not in ("none", "compile", "cudagraph"):
-        raise BenchctlError(f"--compile {compile_mode}: choose none, compile or cudagraph")
-    if compile_mode == "cudagraph" and device.type != "cuda":
-        raise BenchctlError("--compile cudagraph captures CUDA graphs: add --gpu on a machine with CUDA")
     names = planner or list(registry())
-    specs = {s.name: s for s in execute.resolve_planners(names, set_ or [])}
-    sweeps = [latency.check_sweep(s) for s in (sweep or [])]
-
-    def synthetic(size_value: int, act: int = action_dim):
-        if size_value not in SIZES:
-            raise BenchctlError(f"--size {size_value}: choose from {', '.join(map(str, SIZES))}")
-        model = new_model(obs_dim, act, size_value).requires_grad_(False).eval().to(device)
-        return model, f"synthetic size {size_value} (obs {obs_dim}, action {act})"
-
-    agents = []
-    if checkpoint:
-        for path in checkpoint:
-            model, info = load_checkpoint_with_info(path, device=str(device))
-            agents.append((model, f"{path.name} ({info.family}, size {info.model_size})"))
-    else:
-        agents = [synthetic(int(v)) for v in _csv(size)]
-
-    def compiled(model):
-        if compile_mode != "none":
-            mode = "reduce-overhead" if compile_mode == "cudagraph" else None
-            for attr in ("encode", "step", "next", "value_avg", "value", "policy"):
-                setattr(model, attr, torch.compile(getattr(model, attr), mode=mode, dynamic=False))
-        return model
-
-    def observations(model):
-        rng = np.random.default_rng(0)
-        return rng.standard_normal((32, model.dims.obs_dim)).astype(np.float32)
-
-    rows = []
+    try:
+        sizes = [int(v) for v in _csv(size)] if not checkpoint else []
+    except ValueError:
+        raise BenchctlError(f"--size {size}: give official sizes separated by commas, e.g. 1,5") from None
+    request = latency.ProfileRequest(
+        configs={s.name: s.config for s in execute.resolve_planners(names, set_ or [])},
+        checkpoints=list(checkpoint or []),
+        sizes=sizes,
+        obs_dim=obs_dim,
+        action_dim=action_dim,
+        device=execute.check_device("cuda" if gpu else "cpu"),
+        compile_mode=compile_mode,
+        calls=calls,
+        sweeps=[latency.check_sweep(s) for s in (sweep or [])],
+    )
     with err.status("timing planners..."):
-        for model, label in agents:
-            model = compiled(model)
-            model.discount = 0.99
-            obs = observations(model)
-            for name in names:
-                profile = latency.profile_planner(model, name, specs[name].config, obs, device, calls)
-                rows.append({"agent": label} | profile.row())
-        sweep_rows: dict[str, list[dict]] = {}
-        base_model = agents[0][0]
-        for dimension, values in sweeps:
-            for value in values:
-                if dimension in latency.MODEL_SWEEPS:
-                    model = synthetic(
-                        value if dimension == "size" else 5, value if dimension == "action_dim" else action_dim
-                    )[0]
-                    model.discount = 0.99
-                    configs = {n: specs[n].config for n in names}
-                else:
-                    model = base_model
-                    configs = {n: latency.sweep_config(n, dimension, value, {}) for n in names}
-                for name, config in configs.items():
-                    if config is None:
-                        continue
-                    p = latency.profile_planner(model, name, config, observations(model), device, max(3, calls // 4))
-                    sweep_rows.setdefault(dimension, []).append({"value": value} | p.row())
+        result = latency.run_profile(request)
+    rows, sweep_rows = result["rows"], result["sweeps"]
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = {
-        "machine": latency.machine(device),
-        "device": str(device),
-        "compile": compile_mode,
-        "calls": calls,
-        "rows": rows,
-        "sweeps": sweep_rows,
-    }
     (out_dir / "profile.json").write_text(json.dumps(result, indent=1))
     figures = [latency_bars(rows, out_dir)] + ([sweep_lines(sweep_rows, out_dir)] if sweep_rows else [])
     table = Table(title=f"planning latency per step: {result['machine']} ({calls} steps after warm-up)")

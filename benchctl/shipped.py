@@ -38,6 +38,7 @@ class ShippedAgent:
     seed: int
     sha256: str
     returns: dict[str, float] = field(default_factory=dict)
+    success: dict[str, float] = field(default_factory=dict)  # success rates, suites that score success
     training_options: dict[str, str | int] = field(default_factory=dict)  # non-default trainer / planner settings
 
 
@@ -55,7 +56,7 @@ def _toml_value(value) -> str:
     if isinstance(value, str):
         return f'"{value}"'
     if isinstance(value, float):
-        return f"{value:.1f}"
+        return f"{value:.1f}" if value == round(value, 1) else f"{value:g}"
     return str(value)
 
 
@@ -65,6 +66,8 @@ def write_manifest(agents: list[ShippedAgent], directory: Path | None = None) ->
     blocks = [MANIFEST_HEADER]
     for agent in sorted(agents, key=lambda a: (a.family, a.suite, a.task, a.seed)):
         fields = {k: v for k, v in agent.__dict__.items() if v != {} or k == "returns"}
+        if "success" in fields:
+            fields["success"] = {k: round(v, 2) for k, v in fields["success"].items()}
         lines = ["[[agent]]"] + [f"{k} = {_toml_value(v)}" for k, v in fields.items()]
         blocks.append("\n".join(lines) + "\n")
     path.write_text("\n".join(blocks))
@@ -105,3 +108,92 @@ def find_shipped(
         if not hits:
             missing.append(task)
     return found, missing
+
+
+@dataclass
+class Shipment:
+    """A checkpoint on its way into the manifest: the eval request that measures it, and what the
+    manifest entry needs from its training run."""
+
+    request: object  # execute.EvalRequest
+    path: Path
+    task: Task
+    state: dict
+    run_id: dict
+
+
+def prepare(checkpoint: Path, episodes: int, out_dir: Path, root: Path | None = None) -> Shipment:
+    """The measurement of a trained agent under checkpoints/: policy, mppi and dream_mpc, `episodes`
+    each at its training seed. Reads the training run from the .resume.pt beside the checkpoint."""
+    import json
+
+    import torch
+
+    from benchctl import execute
+    from benchctl.suites import load_suite
+
+    root = root or SHIPPED_DIR
+    path = checkpoint.resolve()
+    if not path.is_file() or root not in path.parents:
+        raise BenchctlError(
+            f"{checkpoint}: pass a checkpoint file inside {root} (checkpoints/<family>/<suite>/<task>-<seed>.pt)"
+        )
+    resume = path.with_name(path.name + ".resume.pt")  # written beside every checkpoint benchctl trains
+    if not resume.is_file():
+        raise BenchctlError(f"{resume} is missing: ship reads the training run (task, steps, planner) from it")
+    state = torch.load(resume, weights_only=True, map_location="cpu")
+    run_id = json.loads(state["identity"])
+    suite = load_suite(path.parent.name)
+    task = suite.task(run_id["task"])
+    request = execute.EvalRequest(
+        suite,
+        [execute.AgentSpec(task, run_id["seed"], path)],
+        execute.resolve_planners(list(RETURN_PLANNERS), []),
+        episodes,
+        "cpu",
+        out_dir,
+        f"ship-{path.parent.parent.name}",  # one run per family: agents of two families share a task
+    )
+    return Shipment(request, path, task, state, run_id)
+
+
+def training_options(run_id: dict) -> dict:
+    """The settings of a training run that differ from the papers' defaults, for the manifest."""
+    options: dict = {f"planner.{k}": v for k, v in run_id.get("planner_overrides", {}).items()}
+    interval, sequences = run_id.get("reanalyze", (10, 20))
+    if (interval, sequences) != (10, 20):
+        options |= {"reanalyze_interval": interval, "reanalyze_sequences": sequences}
+    return options
+
+
+def record(shipment: Shipment, results: list, root: Path | None = None) -> tuple[ShippedAgent, Path]:
+    """Write the measured agent's manifest entry (replacing any for the same file)."""
+    import numpy as np
+
+    from benchctl.agents import describe_checkpoint
+
+    root = root or SHIPPED_DIR
+    info = describe_checkpoint(shipment.path)
+    returns = {r.planner: round(float(np.mean([e["return"] for e in r.episodes])), 1) for r in results}
+    success = {
+        r.planner: float(np.mean([bool(e["success"]) for e in r.episodes]))
+        for r in results
+        if r.episodes and r.episodes[0].get("success") is not None
+    }
+    entry = ShippedAgent(
+        path=str(shipment.path.relative_to(root)),
+        task=shipment.task.name,
+        suite=shipment.task.suite,
+        family=info.family,
+        size=info.model_size,
+        dims={"enc": info.dims.enc_dim, "mlp": info.dims.mlp_dim, "latent": info.dims.latent_dim},
+        training_steps=int(shipment.state["step"]),
+        acting_planner=shipment.run_id["planner"],
+        seed=int(shipment.run_id["seed"]),
+        sha256=info.sha256,
+        returns=returns,
+        success=success,
+        training_options=training_options(shipment.run_id),
+    )
+    agents = [a for a in load_manifest(root) if a.path != entry.path] + [entry]
+    return entry, write_manifest(agents, root)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import platform
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -154,3 +154,92 @@ def check_sweep(text: str) -> tuple[str, list[int]]:
     if not numbers or min(numbers) < 1:
         raise BenchctlError(f"--sweep {text}: give positive integers")
     return key, numbers
+
+
+@dataclass
+class ProfileRequest:
+    """What `benchctl profile` measures: planners (name -> resolved config) on checkpoints, or on
+    synthetic agents of official sizes, with optional scaling sweeps (check_sweep output)."""
+
+    configs: dict[str, object]
+    checkpoints: list = field(default_factory=list)  # paths; empty: synthetic agents of `sizes`
+    sizes: list[int] = field(default_factory=lambda: [5])
+    obs_dim: int = 24
+    action_dim: int = 6
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    compile_mode: str = "none"  # none, compile (torch.compile) or cudagraph
+    calls: int = 200
+    sweeps: list[tuple[str, list[int]]] = field(default_factory=list)
+
+
+def _synthetic(request: ProfileRequest, size: int, action_dim: int):
+    from benchctl.train.tdmpc2 import SIZES, new_model
+
+    if size not in SIZES:
+        raise BenchctlError(f"--size {size}: choose from {', '.join(map(str, SIZES))}")
+    model = new_model(request.obs_dim, action_dim, size).requires_grad_(False).eval().to(request.device)
+    return model, f"synthetic size {size} (obs {request.obs_dim}, action {action_dim})"
+
+
+def _compiled(model, mode: str):
+    """The model's entry points through torch.compile (cudagraph: mode reduce-overhead)."""
+    if mode != "none":
+        for attr in ("encode", "step", "next", "value_avg", "value", "policy"):
+            compile_mode = "reduce-overhead" if mode == "cudagraph" else None
+            setattr(model, attr, torch.compile(getattr(model, attr), mode=compile_mode, dynamic=False))
+    return model
+
+
+def _observations(model) -> np.ndarray:
+    """32 fixed standard-normal observations (32, obs_dim) the timed steps cycle through."""
+    return np.random.default_rng(0).standard_normal((32, model.dims.obs_dim)).astype(np.float32)
+
+
+def run_profile(request: ProfileRequest) -> dict:
+    """Profile every planner on every agent, then the sweeps. Returns the profile.json content:
+    machine, device, compile, calls, rows (one per agent x planner), sweeps (dimension -> rows)."""
+    from benchctl.agents import load_checkpoint_with_info
+
+    if request.compile_mode not in ("none", "compile", "cudagraph"):
+        raise BenchctlError(f"--compile {request.compile_mode}: choose none, compile or cudagraph")
+    if request.compile_mode == "cudagraph" and request.device.type != "cuda":
+        raise BenchctlError("--compile cudagraph captures CUDA graphs: add --gpu on a machine with CUDA")
+    agents = []
+    for path in request.checkpoints:
+        model, info = load_checkpoint_with_info(path, device=str(request.device))
+        agents.append((model, f"{path.name} ({info.family}, size {info.model_size})"))
+    if not request.checkpoints:
+        agents = [_synthetic(request, size, request.action_dim) for size in request.sizes]
+    rows = []
+    for model, label in agents:
+        model = _compiled(model, request.compile_mode)
+        model.discount = 0.99
+        for name, config in request.configs.items():
+            profile = profile_planner(model, name, config, _observations(model), request.device, request.calls)
+            rows.append({"agent": label} | profile.row())
+    sweep_rows: dict[str, list[dict]] = {}
+    for dimension, values in request.sweeps:
+        for value in values:
+            if dimension in MODEL_SWEEPS:
+                size = value if dimension == "size" else 5
+                model = _synthetic(request, size, value if dimension == "action_dim" else request.action_dim)[0]
+                model.discount = 0.99
+                configs = dict(request.configs)
+            else:
+                model = agents[0][0]
+                configs = {n: sweep_config(n, dimension, value, {}) for n in request.configs}
+            for name, config in configs.items():
+                if config is None:
+                    continue
+                p = profile_planner(
+                    model, name, config, _observations(model), request.device, max(3, request.calls // 4)
+                )
+                sweep_rows.setdefault(dimension, []).append({"value": value} | p.row())
+    return {
+        "machine": machine(request.device),
+        "device": str(request.device),
+        "compile": request.compile_mode,
+        "calls": request.calls,
+        "rows": rows,
+        "sweeps": sweep_rows,
+    }
