@@ -139,7 +139,7 @@ def _run_eval(request, reporter: RichReporter):
 def _summary(results) -> Table:
     """Per (task, planner): return, success rate (suites that score success: Meta-World, HumanoidBench),
     episodes the environment ended early (a humanoid fell), median ms per step, model evaluations."""
-    eps_of = {}
+    eps_of: dict[tuple[str, str], list] = {}
     for r in results:
         eps_of.setdefault((r.task, r.planner), []).append(r)
     scored = any(e.get("success") is not None for r in results for e in r.episodes)
@@ -245,7 +245,7 @@ def eval_command(
         specs = execute.resolve_planners(names, set_ or [])
     else:
         specs = _matched_specs(names, set_ or [], match, match_from or out_dir, device)
-    default_run = f"match-{specs[0].match['slug']}-{{family}}" if match else None
+    default_run = f"match-{specs[0].match['slug']}-{{family}}" if match and specs[0].match else None
     _finish_eval(
         _request(suite, specs, checkpoints, checkpoint, task, tasks, seeds, episodes, device, out_dir, run, default_run)
     )
@@ -396,11 +396,11 @@ class TrainProgress:
 
 
 def _find_task(name: str, suite: str | None):
-    from benchctl.suites import load_suite, suite_names
+    from benchctl.suites import Task, load_suite, suite_names
 
     if suite:
         return load_suite(suite).task(name)
-    every = {}
+    every: dict[str, Task] = {}
     for s in suite_names():
         for task in load_suite(s).tasks.values():
             every.setdefault(task.name, task)
@@ -474,7 +474,7 @@ def train_command(
         steps=steps,
         seed=seed,
         size=None if dim_tuple else size,
-        dims=dim_tuple,
+        dims=(dim_tuple[0], dim_tuple[1], dim_tuple[2]) if dim_tuple else None,
         planner=planner,
         planner_overrides=parse_set(set_ or []),
         seed_steps=seed_steps,

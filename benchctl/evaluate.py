@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ def _stats(values: list[float]) -> dict:
     """Latency summary of one episode (ms): over all steps, plus the first step (warm-up: lazy
     allocations, CEM-GD's t = 0 search) and the steady state (every later step) apart."""
     arr = np.asarray(values, dtype=np.float64)
-    stats = {
+    stats: dict[str, Any] = {
         "mean": float(arr.mean()),
         "p50": float(np.percentile(arr, 50)),
         "p95": float(np.percentile(arr, 95)),
@@ -86,7 +87,7 @@ def _prediction(planner: Planner, obs: np.ndarray, plan: Plan, device: torch.dev
         prediction = predict_plan(model, z, plan.sequence.detach())
     model.model_evals = counted
     if work:
-        model.work.update(work)
+        model.work.update(work)  # type: ignore[attr-defined]  # models that count more than evals
     return prediction
 
 
@@ -105,13 +106,17 @@ def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> 
     timer = StepTimer(device)
     obs = env.reset(seed)
     planner.reset()
-    latencies, evals, rewards, predicted, predicted_rewards = [], [], [], [], []
+    latencies: list[float] = []
+    evals: list[int] = []
+    rewards: list[float] = []
+    predicted: list[float | None] = []
+    predicted_rewards: list[float | None] = []
     total, success, failed, terminated, start = 0.0, None, None, False, time.perf_counter()
     counts = dict.fromkeys(planner.counted_info, 0)
-    work = getattr(model, "work", None)
-    work_done = {key: [] for key in work or {}}
+    work: dict[str, int] = getattr(model, "work", None) or {}
+    work_done: dict[str, list[int]] = {key: [] for key in work}
     for step in range(env.episode_length):
-        evals_before, work_before = model.model_evals, dict(work or {})
+        evals_before, work_before = model.model_evals, dict(work)
         t0 = timer.now()
         plan = plan_step(planner, obs, generator, device)
         action = plan.action.detach().cpu().numpy()
@@ -140,7 +145,7 @@ def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> 
         terminated = result.terminated
         if result.done:
             break
-    record = {
+    record: dict[str, Any] = {
         "return": total,
         "success": success,
         "length": len(rewards),

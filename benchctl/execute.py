@@ -6,6 +6,7 @@ Cells sharing a checkpoint share one loaded agent.
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import re
 import subprocess
@@ -198,7 +199,7 @@ def planner_overrides(names: list[str], items: dict[str, str], flag: str = "--se
                 raise BenchctlError(f"{flag} {key}: planner {target!r} is not among --planner {', '.join(names)}")
             per_planner[target][option] = value
             continue
-        owners = [n for n in names if key in planner_class(n).Config.__dataclass_fields__]
+        owners = [n for n in names if key in {f.name for f in dataclasses.fields(planner_class(n).Config)}]
         if not owners:
             resolve_config(names[0], {key: value}, flag)  # raises the "no option ... did you mean" error
         for n in owners:
@@ -365,8 +366,9 @@ def run(request: EvalRequest, reporter: Reporter) -> list[CellResult]:
                 planner = make_planner(spec.name, model, spec.config)
                 env = make_env(agent.task, seed=agent.seed)
                 for index in missing:
-                    record = {"type": "episode", "episode": index, "env_seed": episode_seed(agent.seed, index)}
-                    record |= run_episode(env, planner, record["env_seed"], device)
+                    seed = episode_seed(agent.seed, index)
+                    record = {"type": "episode", "episode": index, "env_seed": seed}
+                    record |= run_episode(env, planner, seed, device)
                     record["load_avg"] = machine.load_average()
                     cell.append(record)
                     eta.finished(spec.label, agent.task.episode_length, record)

@@ -70,7 +70,10 @@ def read_cell(path: Path, strict: bool = True) -> tuple[dict[str, Any] | None, l
     data = path.read_bytes()
     lines = data.split(b"\n")
     complete, tail = lines[:-1], lines[-1]  # tail: bytes after the last newline ("" if none)
-    header, episodes, warnings, good = None, [], [], 0
+    header: dict | None = None
+    episodes: list[dict] = []
+    warnings: list[str] = []
+    good = 0
     for number, raw in enumerate(complete, start=1):
         try:
             obj = json.loads(raw)

@@ -77,3 +77,12 @@ def test_the_walk_sees_lazy_imports():
     for module in ("torch", "typer", "rliable", "dm_control", "gymnasium", "matplotlib", "metaworld"):
         assert module in modules, module
     assert "click" not in modules  # typer >= 0.29 does not install it
+
+
+def test_mypy_passes_on_benchctl():
+    """The typed public API (py.typed) holds: `mypy` with pyproject's configuration finds nothing."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "mypy"], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Success: no issues found" in proc.stdout

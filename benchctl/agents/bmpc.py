@@ -13,6 +13,9 @@ class BMPCModel(TDMPC2Model):
     the policy sample is clamp(tanh(mu) + std * eps, -1, 1), with no squash of the sample.
     `expl_log_std_*` (the [-2, 1] bounds used by BMPC's reanalyze) are kept as buffers."""
 
+    expl_log_std_min: torch.Tensor
+    expl_log_std_dif: torch.Tensor
+
     family = "bmpc"
     value_uses_action = False
 

@@ -24,6 +24,8 @@ class TwoHotDecoder(nn.Module):
     (TD-MPC2, `two_hot_inv`; 101 bins in [-10, 10]).
     """
 
+    bins: torch.Tensor  # (num_bins,) buffer
+
     def __init__(self, num_bins: int, vmin: float = -10.0, vmax: float = 10.0):
         super().__init__()
         self.register_buffer("bins", torch.linspace(vmin, vmax, num_bins), persistent=False)
@@ -172,7 +174,8 @@ class EnsembleLinear(nn.Module):
 
         `heads` (k,) selects a subset of heads, so unused heads cost nothing.
         """
-        weight, bias = self.weight, self.bias
+        weight: torch.Tensor = self.weight
+        bias: torch.Tensor = self.bias
         if heads is not None:
             weight, bias = weight[heads], bias[heads]
         if x.dim() == 2:  # one matmul for all heads, then split them

@@ -7,12 +7,14 @@ official ones, so an official state dict loads with `load_state_dict` after layo
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from benchctl.agents.base import ModelDims
-from benchctl.agents.layers import Ensemble, SimNorm, TwoHotDecoder, mlp
+from benchctl.agents.layers import Ensemble, NormedLinear, SimNorm, TwoHotDecoder, mlp
 
 
 class TDMPC2Model(nn.Module):
@@ -22,6 +24,9 @@ class TDMPC2Model(nn.Module):
     space, decoded by softmax expectation. The policy is a tanh-squashed Gaussian whose log-std is
     mapped into [log_std_min, log_std_min + log_std_dif].
     """
+
+    log_std_min: torch.Tensor  # int64 (or float) scalar buffers, as the official state dicts hold them
+    log_std_dif: torch.Tensor
 
     family = "tdmpc2"
     value_uses_action = True
@@ -88,10 +93,10 @@ class TDMPC2Model(nn.Module):
 
     def _shared_first(self, net: nn.Sequential, z1: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """net(cat(z1 expanded, a)) with the first layer split as W_z z1 (once) + W_a a + b."""
-        first, Z = net[0], z1.shape[1]
+        first, Z = cast(NormedLinear, net[0]), z1.shape[1]
         x = torch.addmm(F.linear(z1, first.weight[:, :Z], first.bias), a, first.weight[:, Z:].t())
         x = first.post(x)
-        for layer in net[1:]:
+        for layer in list(net)[1:]:
             x = layer(x)
         return x
 
@@ -99,7 +104,9 @@ class TDMPC2Model(nn.Module):
         self, z: torch.Tensor, a: torch.Tensor | None = None, heads: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Logits of the selected heads (all by default): (k, B, bins)."""
-        x = torch.cat([z, a], dim=-1) if self.value_uses_action else z
+        if self.value_uses_action and a is None:
+            raise ValueError("Q(z, a) heads need the action a")
+        x = torch.cat([z, a], dim=-1) if a is not None and self.value_uses_action else z
         self.work["value_heads"] += (self.num_value_heads if heads is None else len(heads)) * z.shape[0]
         return self._Qs(x, heads)
 

@@ -84,7 +84,7 @@ def true_gradients(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     from states (N, 2) under actions (H, N, 1) in [-1, 1] units."""
     actions = actions.detach().clone().double().requires_grad_(True)
     with torch.enable_grad():
-        s, total = states.double(), 0.0
+        s, total = states.double(), torch.zeros((), dtype=torch.float64)
         for a in actions:
             s, r = dynamics(s, PendulumModel.max_torque_of(a))
             total = total + r.sum()
@@ -206,11 +206,13 @@ def run_study(agent, config: StudyConfig, agent_label: str | None = None) -> dic
                     elif model_name == "ground_truth":
                         actions = policy_proposals_true(agent, states_k, horizon, generator)
                     else:
+                        assert agent is not None and z_k is not None  # the learned model is skipped without one
                         with torch.no_grad():
                             actions = policy_rollout(agent, z_k, horizon, generator)
                     if model_name == "ground_truth":
                         grads = true_gradients(states_k, actions)
                     else:
+                        assert agent is not None and z_k is not None
                         grads = learned_gradients(agent, z_k, actions)
                     per_state = grads.permute(1, 0, 2).reshape(S, K, -1)  # (S, K, H * A)
                     stats = stats_from(per_state)

@@ -114,13 +114,16 @@ def profile_planner(
     else:
         memory, kind = _rss_mb() - rss_before, "peak RSS growth"
     arr = np.asarray(times)
+    p50, p95, p99 = (float(np.percentile(arr, q)) for q in (50, 95, 99))
     return Profile(
         name,
         config_dict(config),
         calls,
         float(arr.mean()),
         float(arr.std()),
-        *(float(np.percentile(arr, q)) for q in (50, 95, 99)),
+        p50,
+        p95,
+        p99,
         float(memory),
         kind,
         float(evals),

@@ -21,8 +21,9 @@ class GymEnv:
         except gym.error.Error as exc:
             raise BenchctlError(f"gymnasium has no environment {env_id!r}: {exc}") from None
         space = self._env.action_space
+        assert isinstance(space, gym.spaces.Box), space  # continuous control only
         self._low, self._high = space.low.astype(np.float64), space.high.astype(np.float64)
-        self.obs_dim = int(np.prod(self._env.observation_space.shape))
+        self.obs_dim = int(np.prod(self._env.observation_space.shape or ()))
         self.action_dim = int(np.prod(space.shape))
         self.episode_length = episode_length
         self.action_repeat = action_repeat

@@ -67,9 +67,10 @@ class HumanoidEnv:
             self._env = gym.make(env_id, render_mode=None)
         except gym.error.Error as exc:
             raise BenchctlError(f"HumanoidBench has no environment {env_id!r}: {exc}") from None
-        self.obs_dim = int(np.prod(self._env.observation_space.shape))
-        self.action_dim = int(np.prod(self._env.action_space.shape))
-        self.episode_length = min(episode_length, self._env.spec.max_episode_steps or episode_length)
+        self.obs_dim = int(np.prod(self._env.observation_space.shape or ()))
+        self.action_dim = int(np.prod(self._env.action_space.shape or ()))
+        limit = self._env.spec.max_episode_steps if self._env.spec else None
+        self.episode_length = min(episode_length, limit or episode_length)
         self.action_repeat = action_repeat
         self.target = target  # success: episode return >= target
         self._t, self._return = 0, 0.0

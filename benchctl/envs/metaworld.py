@@ -44,11 +44,11 @@ class MetaWorldEnv:
         if key not in ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE:
             names = [k.removesuffix("-v3-goal-observable") for k in ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE]
             raise unknown("Meta-World v3 task", name.removesuffix("-v3"), names)
-        self._env = ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[key](seed=0)
+        self._env = ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[key](seed=0)  # type: ignore[call-arg]  # its __init__ takes seed
         self._env._freeze_rand_vec = False  # a new variant at every reset (TD-MPC2)
         self._env.seeded_rand_vec = True  # ... drawn from the environment's generator, which reset() seeds
-        self.obs_dim = int(self._env.observation_space.shape[0])
-        self.action_dim = int(self._env.action_space.shape[0])
+        self.obs_dim = int(np.prod(self._env.observation_space.shape or ()))
+        self.action_dim = int(np.prod(self._env.action_space.shape or ()))
         self.episode_length = episode_length
         self.action_repeat = action_repeat
         self._t = 0

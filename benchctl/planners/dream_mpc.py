@@ -98,7 +98,7 @@ class DreamMPCPlanner(Planner):
         plus gamma^H value_avg(z_H, pi(z_H)) - lambda u(z_H, pi(z_H)). z: (N, Z), actions: (H, N, A).
         The terminal policy noise is one draw shared by all candidates."""
         model, lam = self.model, self.lambda_unc
-        ret, weight = 0.0, 1.0
+        ret, weight = torch.zeros(actions.shape[1], device=z.device), 1.0
         latents = []
         for a in actions:
             z, reward = model.step(z, a)
@@ -145,7 +145,7 @@ class DreamMPCPlanner(Planner):
         best = int(torch.argmax(ranking))
         self.last_candidates = actions
         self._previous = actions.clamp(-1, 1)
-        info = {"best_candidate": best}
+        info: dict[str, float] = {"best_candidate": best}
         if self.lambda_unc and self.last_penalty is not None:
             # u = mean * std of the value heads: where the mean value is negative, -lambda u rewards
             # disagreement instead of penalizing it (spec/planners.md section 5). Counted per episode.
@@ -153,7 +153,7 @@ class DreamMPCPlanner(Planner):
         return Plan(
             action=self._previous[0, best],
             predicted_return=float(ranking[best]),
-            predicted_rewards=float(reward_sums[best]),
+            predicted_rewards=None if reward_sums is None else float(reward_sums[best]),
             info=info,
             sequence=self._previous[:, best],
         )

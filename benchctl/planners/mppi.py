@@ -93,7 +93,7 @@ def mppi_search(
     N, P, K = cfg.num_samples, cfg.num_pi_trajs, cfg.num_elites
     device = z.device
     actions = torch.empty(H, b, N, A, device=device)
-    if P:
+    if P and prior is not None:
         actions[:, :, :P] = prior
     mean = init_mean
     std = torch.full((H, b, A), cfg.max_std, device=device)  # the std always restarts at max_std

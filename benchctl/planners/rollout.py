@@ -164,6 +164,7 @@ def gradient_ascent(
         actions = actions.detach() + lr * grad
         if clamp:
             actions = actions.clamp(-1, 1)
+    assert values is not None  # iterations >= 1 (validated by every config that calls this)
     return Ascent(actions, values)
 
 

@@ -58,7 +58,7 @@ class SMCPlanner(Planner):
         cfg, model = self.config, self.model
         S = cfg.particles
         zs = z.expand(S, -1)
-        value_now = self.state_value(zs, generator) if cfg.value else None
+        value_now = self.state_value(zs, generator) if cfg.value else torch.zeros(S, device=z.device)
         returns = torch.zeros(S, device=z.device)  # each particle's predicted reward so far
         sequences = torch.empty(0, S, model.action_dim, device=z.device)  # (h, S, A): each particle's actions
         for _ in range(cfg.horizon + 1):

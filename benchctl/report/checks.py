@@ -66,7 +66,8 @@ def contention_warnings(results: Results) -> tuple[list[str], dict[str, int]]:
     slow_cell = pd.concat(
         [pd.Series(machine.slow_cells(group.to_numpy()), index=group.index) for _, group in median.groupby("method")]
     )
-    warnings, flagged = [], {}
+    warnings: list[str] = []
+    flagged: dict[str, int] = {}
     for key, group in cells:
         slow = machine.slow_episodes(group["latency_p50_ms"].to_numpy(), group["latency_p95_ms"].to_numpy())
         if not slow.any() and not slow_cell[key]:

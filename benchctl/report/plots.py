@@ -88,10 +88,10 @@ def per_task_bars(
     ncols = min(6, len(tasks))
     nrows = -(-len(tasks) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(2.3 * ncols, 2.1 * nrows), squeeze=False, sharey=True)
-    colors = plt.get_cmap("tab10").colors
+    colors = plt.get_cmap("tab10").colors  # type: ignore[attr-defined]  # a ListedColormap
     references = references if references is not None else pd.DataFrame(columns=["method", "task_id", "score"])
     ref_labels = list(dict.fromkeys(references["method"]))
-    ref_colors = plt.get_cmap("Dark2").colors
+    ref_colors = plt.get_cmap("Dark2").colors  # type: ignore[attr-defined]
     for ax, task in zip(axes.flat, tasks, strict=False):
         rows = seeds[seeds["task_id"] == task]
         for i, method in enumerate(methods):
@@ -117,7 +117,7 @@ def per_task_bars(
         ax.axis("off")
     for ax in axes[:, 0]:
         ax.set_ylabel("Normalized score", fontsize=8)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colors[i % 10], alpha=0.75) for i in range(len(methods))]
+    handles: list = [plt.Rectangle((0, 0), 1, 1, color=colors[i % 10], alpha=0.75) for i in range(len(methods))]
     handles += [plt.Line2D([0], [0], color=ref_colors[j % 8], linestyle="--") for j in range(len(ref_labels))]
     names = methods + ref_labels
     fig.legend(
@@ -148,7 +148,7 @@ def compute_frontier(points: dict, cis: dict, costs: pd.DataFrame, out: Path, bu
     starred = set(budgets.get("methods", []))
     methods = [m for m in sorted(points) if m in costs.index]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    colors = plt.get_cmap("tab10").colors
+    colors = plt.get_cmap("tab10").colors  # type: ignore[attr-defined]  # a ListedColormap
     label_points = len(methods) > 10  # a legend of many sweep points is unreadable: name them in place
     for ax, column, kind, xlabel in (
         (axes[0], "steady_ms", "ms", "ms per planning step (steady state, log scale)"),

@@ -195,7 +195,9 @@ def for_report(refs: list[Reference], cells: pd.DataFrame) -> tuple[pd.DataFrame
         scores = np.empty(len(merged))
         for i, (value, norm) in enumerate(zip(merged["value"], merged["normalization"], strict=True)):
             # A success reference is already a rate in [0, 1], the score of a success-scored task.
-            scores[i] = value if norm.get("kind") == "success" else normalize(np.array([value]), None, norm)[0]
+            scores[i] = (
+                value if norm.get("kind") == "success" else normalize(np.array([value]), np.zeros(1, bool), norm)[0]
+            )
         frames.append(merged.assign(method=ref.label, score=scores, per_seed=ref.per_seed))
         warnings += ref.notes
     warnings += [f"no reference for {', '.join(tasks)} in: {', '.join(labels)}" for tasks, labels in missing.items()]

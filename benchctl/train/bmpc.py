@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import cast
 
 import torch
 from torch import nn
 
 from benchctl.agents.base import ModelDims
 from benchctl.agents.bmpc import BMPCModel
+from benchctl.agents.layers import EnsembleLinear
 from benchctl.planners.mppi import MPPIConfig, MPPIPlanner, mppi_search
 from benchctl.planners.rollout import policy_rollout
 from benchctl.train.tdmpc2 import SIZES, TDMPC2Learner, TrainConfig, gaussian_entropy, init_weights
@@ -39,15 +41,15 @@ def new_bmpc_model(
         enc, mlp_dim, latent = dims
         preset = {"enc_dim": enc, "mlp_dim": mlp_dim, "latent_dim": latent, "num_enc_layers": 2}
     else:
-        preset = {k: v for k, v in SIZES[size].items() if k != "num_value_heads"}
+        preset = {k: v for k, v in SIZES[size if size is not None else 5].items() if k != "num_value_heads"}
     torch.manual_seed(seed)
     model = BMPCModel(ModelDims(obs_dim=obs_dim, action_dim=action_dim, num_bins=101, num_value_heads=2, **preset))
     init_weights(model)
-    for layer in model._Qs.params:
+    for layer in cast(list[EnsembleLinear], list(model._Qs.params)):
         bound = 1 / math.sqrt(layer.weight.shape[-1])
         nn.init.uniform_(layer.weight, -bound, bound)
         nn.init.uniform_(layer.bias, -bound, bound)
-    nn.init.zeros_(model._Qs.params[-1].weight)
+    nn.init.zeros_(cast(EnsembleLinear, model._Qs.params[-1]).weight)
     return model
 
 

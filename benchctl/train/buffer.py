@@ -50,7 +50,7 @@ class ReplayBuffer:
         pick = torch.randint(len(usable), (batch,), generator=generator).tolist()
         starts = torch.rand(batch, generator=generator).numpy()
         keys = [k for k in self.episodes[usable[0]] if k != "obs"]
-        rows = {k: [] for k in ["obs", *keys]}
+        rows: dict[str, list[np.ndarray]] = {k: [] for k in ["obs", *keys]}
         where = np.empty((batch, 2), np.int64)
         for j, (i, u) in enumerate(zip(pick, starts, strict=True)):
             e = self.episodes[usable[i]]

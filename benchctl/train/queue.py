@@ -65,13 +65,13 @@ def load_queue(path: Path = QUEUE_FILE) -> list[Job]:
         task, suite = _option(args, "--task"), _option(args, "--suite")
         if not task or not suite:
             raise BenchctlError(f"{path} job {number}: args must name --task and --suite")
-        family, seed = _option(args, "--family", "tdmpc2"), _option(args, "--seed", "1")
+        family, seed = _option(args, "--family") or "tdmpc2", _option(args, "--seed") or "1"
         out = _option(args, "--out")
         if out is None:
             out = str(QUEUE_DIR / family / suite / f"{task}-{seed}.pt")
             args += ["--out", out]
         try:
-            steps = int(_option(args, "--steps", "100000"))
+            steps = int(_option(args, "--steps") or "100000")
         except ValueError:
             raise BenchctlError(f"{path} job {number}: --steps must be an integer") from None
         jobs.append(Job(tuple(args), Path(out), steps))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -56,8 +57,8 @@ def init_weights(model: TDMPC2Model) -> None:
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
-    nn.init.zeros_(model._reward[-1].weight)
-    nn.init.zeros_(model._Qs.params[-1].weight)
+    nn.init.zeros_(cast(nn.Linear, model._reward[-1]).weight)
+    nn.init.zeros_(cast(EnsembleLinear, model._Qs.params[-1]).weight)
 
 
 def new_model(
@@ -68,7 +69,7 @@ def new_model(
         enc, mlp_dim, latent = dims
         preset = {"enc_dim": enc, "mlp_dim": mlp_dim, "latent_dim": latent, "num_enc_layers": 2, "num_value_heads": 5}
     else:
-        preset = SIZES[size]
+        preset = SIZES[size if size is not None else 5]
     torch.manual_seed(seed)
     model = TDMPC2Model(ModelDims(obs_dim=obs_dim, action_dim=action_dim, num_bins=101, **preset))
     init_weights(model)
@@ -124,13 +125,14 @@ class TDMPC2Learner:
         self.model.discount = discount
         self.target_Qs = copy.deepcopy(model._Qs).requires_grad_(False).eval()
         lr = self.cfg.lr
+        groups: list[dict] = [
+            {"params": model._encoder.parameters(), "lr": lr * self.cfg.enc_lr_scale},
+            {"params": model._dynamics.parameters()},
+            {"params": model._reward.parameters()},
+            {"params": model._Qs.parameters()},
+        ]
         self.optim = torch.optim.Adam(
-            [
-                {"params": model._encoder.parameters(), "lr": lr * self.cfg.enc_lr_scale},
-                {"params": model._dynamics.parameters()},
-                {"params": model._reward.parameters()},
-                {"params": model._Qs.parameters()},
-            ],
+            groups,
             lr=lr,
             fused=True,  # one kernel per parameter: the per-tensor Python loop cost a 128/128/64 update ~2.5%
         )
@@ -183,7 +185,7 @@ class TDMPC2Learner:
         m.train()
         z = m.encode(obs[0])
         latents = [z]
-        consistency = 0.0
+        consistency = torch.zeros((), device=z.device)
         for t in range(H):
             z = m.next(z, action[t])
             consistency = consistency + weights[t] * F.mse_loss(z, zn[t])

@@ -273,7 +273,7 @@ class Trainer:
                 else:
                     plan = plan_step(self.acting, obs, self.generator, device)
                     action = plan.action.detach().numpy()
-                    if self.imitates:
+                    if self.imitates and plan.distribution is not None:
                         expert = torch.cat(plan.distribution).detach().numpy()
                 experts.append(expert)
                 result = self.env.step(action)
