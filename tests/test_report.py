@@ -83,6 +83,24 @@ def test_tables_mark_best_bold_and_second_underlined(tmp_path):
     assert "\\textbf{640.0 $\\pm$ 20.0}" in tex and "\\underline{590.0 $\\pm$ 20.0}" in tex
 
 
+def test_latency_table_is_split_by_device(tmp_path):
+    # One method measured on two machines (their results folders merged in one report): latency is
+    # only comparable on one device, so each gets its row; the scores still pool into one method.
+    for root, seeds, device, ms in (("a", (1, 2), "EPYC 9454, 1 threads", 10.0), ("b", (3,), "H200", 2.0)):
+        for seed in seeds:
+            for task in TASKS[:2]:
+                write_cell(tmp_path / root, "tdmpc2", "dmc", task, "mppi", seed, [500.0, 520.0], ms, device_name=device)
+    report = build_report([tmp_path / "a", tmp_path / "b"], tmp_path / "report", reps=100, formats=["md", "csv"])
+    md = (tmp_path / "report" / "report.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| mppi | cpu: ")]
+    assert len(rows) == 2
+    assert rows[0].startswith("| mppi | cpu: H200 | 2.00 |") and rows[1].startswith(
+        "| mppi | cpu: EPYC 9454, 1 threads | 10.00 |"
+    )
+    assert "| method | device | steady p50 ms |" in md
+    assert list(report.aggregates) == ["mppi"]  # one method in the aggregates, over all three seeds
+
+
 def test_partial_results_mixed_protocols_and_malformed_lines_are_reported(tmp_path):
     root = tmp_path / "results"
     known_tree(root)

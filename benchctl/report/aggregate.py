@@ -30,9 +30,11 @@ def numpy_seed(seed: int):
         np.random.set_state(state)
 
 
-def per_seed(episodes: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, task, seed): mean score/return/success/latency over its episodes."""
-    grouped = episodes.groupby(["method", "task_id", "seed"], sort=True)
+def per_seed(episodes: pd.DataFrame, by_device: bool = False) -> pd.DataFrame:
+    """One row per (method, task, seed): mean score/return/success/latency over its episodes;
+    `by_device`: one row per (method, device, task, seed), for latency split by where it was measured."""
+    keys = ["method", "device", "task_id", "seed"] if by_device else ["method", "task_id", "seed"]
+    grouped = episodes.groupby(keys, sort=True)
     out = grouped.agg(
         score=("score", "mean"),
         ret=("return", "mean"),
@@ -46,7 +48,7 @@ def per_seed(episodes: pd.DataFrame) -> pd.DataFrame:
         backward=("backward", "mean"),
         episodes=("episode", "count"),
     ).reset_index()
-    success = episodes.assign(s=episodes["success"].astype(float)).groupby(["method", "task_id", "seed"])["s"].mean()
+    success = episodes.assign(s=episodes["success"].astype(float)).groupby(keys)["s"].mean()
     out["success"] = success.to_numpy()
     return out
 

@@ -118,6 +118,8 @@ def load_results(roots: list[Path]) -> Results:
                         "horizon": cell["horizon"],
                         "failed": e.get("failed"),
                         "load_avg": e.get("load_avg"),
+                        # where its latency was measured: the device and its name (CPU model and threads, GPU)
+                        "device": f"{cell['device']}: {cell['device_name']}" if cell["device_name"] else cell["device"],
                     }
                 )
     if not cell_rows:

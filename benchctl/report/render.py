@@ -138,10 +138,10 @@ def build_report(
     out.mkdir(parents=True, exist_ok=True)
     figures_dir = out / "figures"
     figures_dir.mkdir(exist_ok=True)
-    latency = tables.latency_table(seeds)
+    latency = tables.latency_table(agg.per_seed(results.episodes, by_device=True))
     busy, flagged = contention_warnings(results)
     warnings += busy
-    latency["contended"] = [flagged.get(m, 0) for m in latency.index]
+    latency["contended"] = [flagged.get(m, 0) for m, _ in latency.index]
     costs = compute.method_costs(seeds)
     sweeps = compute.sweep_table(results.cells, points, cis, costs)
     matched = compute.matched_table(results.cells, points, cis, costs)

@@ -30,6 +30,7 @@ def write_cell(
     episode_latency_ms: list[float | tuple[float, float]] | None = None,
     failed: dict[int, str] | None = None,
     machine: dict | None = None,
+    device_name: str = "synthetic",
 ) -> Path:
     """One cell file whose episodes have exactly `returns` (and, if given, these per-step rewards and
     predicted H-step reward sums, identical for every episode; a median latency, or (median, p95),
@@ -49,7 +50,7 @@ def write_cell(
         "family": "tdmpc2",
         "model_size": "5",
         "device": "cpu",
-        "device_name": "synthetic",
+        "device_name": device_name,
         "normalization": normalization or DMC_NORMALIZATION,
         "versions": {"benchctl": "synthetic"},
         "discount": 0.99,

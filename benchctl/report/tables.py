@@ -62,11 +62,12 @@ def per_task_table(
 
 
 def latency_table(seeds: pd.DataFrame) -> pd.DataFrame:
-    """Rows: methods; columns: the steady state (every step after an episode's first) as the median
-    over (task, seed) cells of each cell's median per-episode p50 and p95, the first step (warm-up:
-    lazy allocation, CEM-GD's t = 0 search) apart, the mean over all steps with its std over cells,
-    WM evals/step, cells."""
-    grouped = seeds.groupby("method")
+    """Rows: methods, or (method, device) when `seeds` has a device column (per_seed(by_device=True)):
+    latency is only comparable on one device. Columns: the steady state (every step after an
+    episode's first) as the median over (task, seed) cells of each cell's median per-episode p50
+    and p95, the first step (warm-up: lazy allocation, CEM-GD's t = 0 search) apart, the mean over
+    all steps with its std over cells, WM evals/step, cells."""
+    grouped = seeds.groupby(["method", "device"] if "device" in seeds else "method")
     return pd.DataFrame(
         {
             "ms_mean": grouped["latency_ms"].mean(),
@@ -128,12 +129,15 @@ def render_per_task(
 
 
 def render_latency(table: pd.DataFrame, fmt: str) -> str:
-    """Latency rows; `contended` (cells the report flags as measured on a busy machine) when present."""
+    """Latency rows (with the device where the table is split by it); `contended` (cells the report
+    flags as measured on a busy machine) when present."""
     contended = "contended" in table
+    by_device = table.index.nlevels == 2  # (method, device): a device column
     rows = [
         (
-            str(m),
-            [
+            str(key[0] if by_device else key),
+            ([_escape(str(key[1]), fmt)] if by_device else [])
+            + [
                 f"{r['steady_p50']:.2f}",
                 f"{r['steady_p95']:.2f}",
                 _fmt(r["first_ms"], np.nan, 2),
@@ -146,20 +150,24 @@ def render_latency(table: pd.DataFrame, fmt: str) -> str:
             ]
             + ([str(int(r["contended"]))] if contended else []),
         )
-        for m, r in table.sort_values("steady_p50").iterrows()
+        for key, r in table.sort_values("steady_p50").iterrows()
     ]
-    header = [
-        "method",
-        "steady p50 ms",
-        "steady p95 ms",
-        "first step ms",
-        "mean ± std ms (all steps)",
-        "dynamics+reward evals / step",
-        "value-head evals / step",
-        "policy evals / step",
-        "backward passes / step",
-        "cells",
-    ] + (["contended cells"] if contended else [])
+    header = (
+        ["method"]
+        + (["device"] if by_device else [])
+        + [
+            "steady p50 ms",
+            "steady p95 ms",
+            "first step ms",
+            "mean ± std ms (all steps)",
+            "dynamics+reward evals / step",
+            "value-head evals / step",
+            "policy evals / step",
+            "backward passes / step",
+            "cells",
+        ]
+        + (["contended cells"] if contended else [])
+    )
     return _render(header, rows, fmt)
 
 
