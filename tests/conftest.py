@@ -16,6 +16,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("MUJOCO_GL", "disable")  # state-based tests need no OpenGL context
+# One torch thread here and in every benchctl the tests start: the tests' models are small, and on a
+# machine busy with other work (the training queue) a second intra-op thread spins instead of helping:
+# a 1000-step training of a 32-unit agent took over 8 CPU-minutes with two threads, 25 s with one.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE = Path(os.environ.get("BENCHCTL_REFERENCE", REPO.parent / "shared" / "reference"))
