@@ -6,6 +6,8 @@ import hashlib
 import json
 import tomllib
 
+import pytest
+
 from benchctl.agents import describe_checkpoint
 from benchctl.suites import load_suite, make_env
 from tests.conftest import REPO, run_cli
@@ -79,3 +81,25 @@ def test_a_shipped_agent_still_scores_what_its_manifest_says(tmp_path):
     returns = [json.loads(line)["return"] for line in cell.read_text().splitlines()[1:]]
     # Its 10 episodes spread by about 1 point around 856: 1% is far beyond noise, far below a defect.
     assert abs(sum(returns) / len(returns) - entry["returns"]["policy"]) < 0.01 * entry["returns"]["policy"]
+
+
+@pytest.mark.slow
+def test_every_shipped_agent_still_scores_what_its_manifest_says(tmp_path):
+    """The long form of the test above (slow: every agent, its manifest's 10 episodes, ~1 min on 2
+    cores): each shipped agent's policy on the manifest's episode seeds reproduces its entry."""
+    manifest = tomllib.loads((CHECKPOINTS / "manifest.toml").read_text())
+    off = []
+    for entry in manifest["agent"]:
+        out = tmp_path / entry["path"].replace("/", "_")
+        proc = run_cli(
+            "eval", "--suite", entry["suite"], "--checkpoint", str(CHECKPOINTS / entry["path"]),
+            "--task", entry["task"], "--planner", "policy", "--seeds", str(entry["seed"]),
+            "--episodes", "10", "--out", str(out),
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        (cell,) = out.rglob("seed-*.jsonl")
+        returns = [json.loads(line)["return"] for line in cell.read_text().splitlines()[1:]]
+        mean, listed = sum(returns) / len(returns), entry["returns"]["policy"]
+        if abs(mean - listed) > 0.01 * abs(listed) + 0.5:  # the manifest rounds to 0.1
+            off.append(f"{entry['path']}: {mean:.1f}, manifest {listed}")
+    assert not off, off
