@@ -141,3 +141,24 @@ def test_a_versioned_name_of_another_version_is_one_line(agent):
         "v3 tasks only",
         "'button-press'",
     )
+
+
+def test_eval_runs_out_of_the_box_on_the_shipped_agent(tmp_path):
+    """`benchctl eval --suite metaworld` with no checkpoints: the shipped window-open agent, policy
+    and MPPI, on the manifest's first episode seeds (distinct variants), where it succeeded."""
+    proc = run_cli(
+        "eval", "--suite", "metaworld", "--planner", "policy", "--planner", "mppi",
+        "--seeds", "1", "--episodes", "2", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "no shipped agent for 7 of 8 tasks" in proc.stdout + proc.stderr  # the others, with the command
+    assert "benchctl train --task button-press --suite metaworld" in proc.stdout + proc.stderr
+    cells = sorted(tmp_path.glob("tdmpc2/metaworld/window-open/*/seed-1.jsonl"))
+    assert len(cells) == 2
+    for cell in cells:
+        lines = [json.loads(line) for line in cell.read_text().splitlines()]
+        header, episodes = lines[0], lines[1:]
+        assert header["checkpoint"].endswith("checkpoints/tdmpc2/metaworld/window-open-1.pt")
+        assert [e["length"] for e in episodes] == [100, 100]
+        if header["planner"] == "policy":  # 10 of 10 in its manifest entry, deterministic on these seeds
+            assert [e["success"] for e in episodes] == [True, True] and min(e["return"] for e in episodes) > 1000
