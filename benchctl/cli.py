@@ -748,21 +748,33 @@ def ls_planners(action_dim: Annotated[int, typer.Option(help="action size used f
 
 
 @app.command("inspect")
-def inspect_command(path: Annotated[Path, typer.Argument(help="a TD-MPC2/BMPC checkpoint file")]):
-    """Family, model size, dims, value heads, layout and sha256 of a checkpoint."""
-    from benchctl.agents import describe_checkpoint
+def inspect_command(
+    path: Annotated[Path, typer.Argument(help="a TD-MPC2/BMPC checkpoint file")],
+    verify: Annotated[
+        Path | None, typer.Option(help="an .npz of the official code's outputs on fixed inputs: compare")
+    ] = None,
+):
+    """Family, model size, dims, observations, value heads, layout and sha256 of a checkpoint; with
+    --verify, the largest relative error per output against an archive (exit 1 above 1e-4)."""
+    from benchctl.agents import describe_checkpoint, load_checkpoint
 
     info = describe_checkpoint(path)
     d = info.dims
     table = Table(show_header=False, title=str(path))
     table.add_column("field", no_wrap=True)
     table.add_column("value", overflow="fold")
+    if d.obs_kind == "rgb":
+        observations = f"rgb {'x'.join(map(str, d.obs_shape))} (uint8 frames)"
+        encoder = f"4 convolutions, {d.num_channels} channels, random shift at encode"
+    else:
+        observations, encoder = f"state {d.obs_dim}", f"{d.num_enc_layers} layers, width {d.enc_dim}"
     rows = [
         ("family", info.family),
         ("layout", info.layout),
         ("model size", f"{info.model_size} ({info.num_params:,} parameters)"),
+        ("observations", observations),
         ("obs / action dim", f"{d.obs_dim} / {d.action_dim}"),
-        ("encoder", f"{d.num_enc_layers} layers, width {d.enc_dim}"),
+        ("encoder", encoder),
         ("latent", f"{d.latent_dim} (SimNorm groups of {d.simnorm_dim})"),
         ("mlp width", str(d.mlp_dim)),
         ("value heads", f"{d.num_value_heads} x {'V(z)' if info.family == 'bmpc' else 'Q(z, a)'}, {d.num_bins} bins"),
@@ -772,6 +784,25 @@ def inspect_command(path: Annotated[Path, typer.Argument(help="a TD-MPC2/BMPC ch
     for k, v in rows:
         table.add_row(k, v)
     out.print(table)
+    if verify is None:
+        return
+    from benchctl.agents.verify import TOLERANCE
+    from benchctl.agents.verify import verify as run_verify
+
+    checks = run_verify(load_checkpoint(path), verify)
+    result = Table(title=f"outputs against {verify} (max |ours - theirs| / max |theirs|)")
+    for col in ("output", "shape", "relative error", ""):
+        result.add_column(col, justify="left" if col == "output" else "right")
+    for c in checks:
+        result.add_row(c.output, str(c.shape), f"{c.error:.2e}", "ok" if c.ok else "[red]FAIL[/red]")
+    out.print(result)
+    worst = max(checks, key=lambda c: c.error)
+    if not worst.ok:
+        err.print(
+            f"{worst.output} differs by {worst.error:.2e} (> {TOLERANCE:g}): the model does not reproduce the archive"
+        )
+        raise typer.Exit(1)
+    out.print(f"all {len(checks)} outputs within {TOLERANCE:g} (largest: {worst.output}, {worst.error:.2e})")
 
 
 def main() -> None:

@@ -226,6 +226,12 @@ def check_fits(agent: AgentSpec, info: CheckpointInfo) -> None:
     """The checkpoint's dims must match the task's env before any episode runs."""
     dims = info.dims
     env = make_env(agent.task)
+    if dims.obs_kind != "state":
+        raise BenchctlError(
+            f"{agent.checkpoint} is a pixel agent (observations {'x'.join(map(str, dims.obs_shape))}), but "
+            f"{agent.task.name} in suite {agent.task.suite!r} gives state vectors ({env.obs_dim}); "
+            "pass a state-based checkpoint"
+        )
     if (dims.obs_dim, dims.action_dim) != (env.obs_dim, env.action_dim):
         raise BenchctlError(
             f"{agent.checkpoint} takes obs {dims.obs_dim} / action {dims.action_dim}, but {agent.task.name} has "
@@ -307,6 +313,7 @@ def _header(
         "checkpoint_sha256": info.sha256,
         "family": info.family,
         "model_size": info.model_size,
+        "observations": info.dims.obs_kind,  # state or rgb
         "model_params": info.num_params,
         "dims": info.as_dict()["dims"],
         "discount": agent.task.discount,

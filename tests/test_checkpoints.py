@@ -137,3 +137,61 @@ def test_bad_files_raise_one_line_errors(tmp_path, kind):
     with pytest.raises(BenchctlError) as info:
         read_state_dict(path)
     assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+TDMPC2_RGB = "tdmpc2-rgb-custom-walker-run"
+
+
+def test_pixel_checkpoint_reproduces_official_outputs_with_and_without_its_random_shift(reference):
+    import json
+
+    model, info = load_checkpoint_with_info(reference / f"{TDMPC2_RGB}.pt")
+    meta = json.loads((reference / f"{TDMPC2_RGB}.json").read_text())
+    d = info.dims
+    assert (d.obs_kind, d.obs_shape, d.num_channels, d.latent_dim, d.mlp_dim) == ("rgb", (9, 64, 64), 32, 512, 256)
+    assert (info.family, info.num_params, d.num_value_heads) == ("tdmpc2", meta["params"], 5)
+    data = dict(np.load(reference / f"{TDMPC2_RGB}.outputs.npz"))
+    assert data["obs"].dtype == np.uint8
+    inputs = {k: torch.as_tensor(data[k]) for k in ("obs", "action", "eps")}
+    assert model.augment  # the official encode() shifts at evaluation too: benchctl's default
+    model.augment = False
+    assert_matches(outputs_of(model, inputs), data)  # z without the shift, the rest from it
+    model.augment = True
+    torch.manual_seed(7)
+    with torch.no_grad():
+        shifted = model.encode(inputs["obs"])
+    np.testing.assert_allclose(shifted.numpy(), data["z_encode_seed7"], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(shifted.numpy(), data["z"], atol=1e-3)  # the shift matters
+
+
+def test_inspect_verify_reports_every_output_and_fails_on_a_wrong_one(reference, tmp_path):
+    from tests.conftest import run_cli
+
+    ok = run_cli(
+        "inspect", str(reference / f"{TDMPC2_RGB}.pt"), "--verify", str(reference / f"{TDMPC2_RGB}.outputs.npz")
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "rgb 9x64x64" in ok.stdout and "all 11 outputs within 0.0001" in ok.stdout
+    assert "z_encode_seed7" in ok.stdout
+    data = dict(np.load(reference / f"{TDMPC2_MS5}.outputs.npz"))
+    data["z_next"] = data["z_next"] * 1.01  # one output 1% off
+    broken = tmp_path / "broken.npz"
+    np.savez(broken, **data)
+    bad = run_cli("inspect", str(reference / f"{TDMPC2_MS5}.pt"), "--verify", str(broken))
+    assert bad.returncode == 1 and "z_next differs by" in bad.stderr and "FAIL" in bad.stdout
+    other = run_cli(
+        "inspect", str(reference / f"{TDMPC2_MS1}.pt"), "--verify", str(reference / f"{TDMPC2_RGB}.outputs.npz")
+    )
+    assert other.returncode == 2 and "its observations are (9, 64, 64)" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
+
+
+def test_a_pixel_checkpoint_on_a_state_task_is_one_line(reference):
+    from tests.conftest import run_cli
+
+    proc = run_cli(
+        "eval", "--suite", "dmc", "--checkpoint", str(reference / f"{TDMPC2_RGB}.pt"), "--task", "hopper-hop",
+        "--episodes", "1",
+    )  # fmt: skip
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "is a pixel agent (observations 9x64x64)" in proc.stderr and "pass a state-based checkpoint" in proc.stderr

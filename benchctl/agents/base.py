@@ -82,6 +82,13 @@ class ModelDims:
     num_value_heads: int
     num_bins: int
     simnorm_dim: int = 8
+    obs_shape: tuple[int, ...] = ()  # pixel agents: (C, H, W), e.g. (9, 64, 64) = 3 stacked RGB frames
+    num_channels: int = 0  # pixel agents: convolution channels
+
+    @property
+    def obs_kind(self) -> str:
+        """'rgb' for image observations (a conv encoder), 'state' for vectors."""
+        return "rgb" if len(self.obs_shape) == 3 else "state"
 
 
 @dataclass(frozen=True)

@@ -70,15 +70,14 @@ def read_state_dict(path: str | Path) -> dict:
         )
     if any(k.startswith("_task_emb") for k in state):
         raise BenchctlError(f"{path} is a multi-task TD-MPC2 checkpoint; benchctl evaluates single-task agents only")
-    if any(k.startswith("_encoder.rgb") for k in state):
-        raise BenchctlError(f"{path} is a pixel-based agent; benchctl's suites here are state-based")
     return state
 
 
 def detect_layout(state: dict) -> str:
     if "_Qs.params.0.weight" in state:
         return "current"
-    if "_encoder.state.0.weight" not in state or "_dynamics.0.0.weight" in state:
+    encoder = "_encoder.state.0.weight" in state or "_encoder.rgb.2.weight" in state
+    if not encoder or "_dynamics.0.0.weight" in state:
         return "early"
     if "_Qs.params.0" in state:
         return "legacy"
@@ -134,12 +133,21 @@ def infer_dims(state: dict) -> tuple[str, ModelDims]:
             {int(m.group(1)) for k in state for m in [re.fullmatch(rf"{re.escape(prefix)}\.(\d+)\.weight", k)] if m}
         )
 
+    pixels = "_encoder.rgb.2.weight" in state  # the first convolution of the official pixel encoder
     try:
-        enc = layers("_encoder.state")
         q = layers("_Qs.params")
-        obs_dim = state["_encoder.state.0.weight"].shape[1]
-        latent_dim = state[f"_encoder.state.{enc[-1]}.weight"].shape[0]
         mlp_dim, dyn_in = state["_dynamics.0.weight"].shape
+        if pixels:
+            channels, in_channels = state["_encoder.rgb.2.weight"].shape[:2]
+            obs_shape: tuple[int, ...] = (int(in_channels), 64, 64)  # the official encoder takes 64 x 64 only
+            latent_dim = int(channels) * 4 * 4  # the conv output, flattened
+            obs_dim, enc, enc_dim = in_channels * 64 * 64, [], 0
+        else:
+            enc = layers("_encoder.state")
+            obs_shape, channels = (), 0
+            obs_dim = state["_encoder.state.0.weight"].shape[1]
+            latent_dim = state[f"_encoder.state.{enc[-1]}.weight"].shape[0]
+            enc_dim = state["_encoder.state.0.weight"].shape[0] if len(enc) > 1 else latent_dim
         action_dim = dyn_in - latent_dim
         heads, _, value_in = state["_Qs.params.0.weight"].shape
         num_bins = state[f"_reward.{layers('_reward')[-1]}.weight"].shape[0]
@@ -158,7 +166,6 @@ def infer_dims(state: dict) -> tuple[str, ModelDims]:
         raise BenchctlError(
             f"value heads take {value_in} inputs, neither Z={latent_dim} nor Z+A={latent_dim + action_dim}"
         )
-    enc_dim = state["_encoder.state.0.weight"].shape[0] if len(enc) > 1 else latent_dim
     return family, ModelDims(
         obs_dim=obs_dim,
         action_dim=action_dim,
@@ -168,6 +175,8 @@ def infer_dims(state: dict) -> tuple[str, ModelDims]:
         num_enc_layers=len(enc),
         num_value_heads=heads,
         num_bins=num_bins,
+        obs_shape=obs_shape,
+        num_channels=int(channels),
     )
 
 

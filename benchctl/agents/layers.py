@@ -83,6 +83,60 @@ class Mish(nn.Module):
         return mish(x)
 
 
+class RandomShift(nn.Module):
+    """DrQ's random-shift augmentation as TD-MPC2 applies it to pixels (also at evaluation time):
+    replicate-pad by `pad`, then resample the original size at an integer offset in [0, 2 pad] per
+    image and axis, drawn from torch's global generator (one randint (N, 1, 1, 2) per call).
+    `active = False` passes images through as float: the deterministic encoder."""
+
+    def __init__(self, pad: int = 3):
+        super().__init__()
+        self.pad = pad
+        self.active = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, C, H, H) -> (N, C, H, H) float."""
+        x = x.float()
+        if not self.active:
+            return x
+        n, _, h, w = x.shape
+        if h != w:
+            raise ValueError(f"random shift expects square images, got {h}x{w}")
+        size = h + 2 * self.pad
+        padded = F.pad(x, (self.pad,) * 4, mode="replicate")
+        # pixel centres of the padded image in [-1, 1], the first h of them: an unshifted crop at the corner
+        centres = torch.linspace(-1.0 + 1.0 / size, 1.0 - 1.0 / size, size, device=x.device, dtype=x.dtype)[:h]
+        grid = torch.stack(torch.broadcast_tensors(centres.view(1, h), centres.view(h, 1)), dim=-1)  # (h, h, 2): x, y
+        offset = torch.randint(0, 2 * self.pad + 1, (n, 1, 1, 2), device=x.device, dtype=x.dtype) * (2.0 / size)
+        return F.grid_sample(padded, grid.unsqueeze(0) + offset, padding_mode="zeros", align_corners=False)
+
+
+class PixelScale(nn.Module):
+    """uint8-range pixels to [-0.5, 0.5]: x / 255 - 0.5."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.div(255.0).sub(0.5)
+
+
+def conv_encoder(in_channels: int, channels: int, simnorm_dim: int) -> nn.Sequential:
+    """TD-MPC2's pixel encoder for (C, 64, 64) images, in the official module order (its state-dict
+    indices count the shift and scaling: the first convolution is `.2`): shift, scale,
+    conv 7/2, ReLU, conv 5/2, ReLU, conv 3/2, ReLU, conv 3/1, flatten (channels x 4 x 4), SimNorm."""
+    return nn.Sequential(
+        RandomShift(),
+        PixelScale(),
+        nn.Conv2d(in_channels, channels, 7, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(channels, channels, 5, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(channels, channels, 3, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(channels, channels, 3, stride=1),
+        nn.Flatten(),
+        SimNorm(simnorm_dim),
+    )
+
+
 class SimNorm(nn.Module):
     """Simplicial normalisation: softmax over consecutive groups of `dim` latent entries."""
 

@@ -14,7 +14,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchctl.agents.base import ModelDims
-from benchctl.agents.layers import Ensemble, NormedLinear, SimNorm, TwoHotDecoder, mlp
+from benchctl.agents.layers import (
+    Ensemble,
+    NormedLinear,
+    RandomShift,
+    SimNorm,
+    TwoHotDecoder,
+    conv_encoder,
+    mlp,
+)
 
 
 class TDMPC2Model(nn.Module):
@@ -44,7 +52,12 @@ class TDMPC2Model(nn.Module):
         self.work = {"value_heads": 0, "policy": 0, "backward": 0}
         z, a, m = dims.latent_dim, dims.action_dim, dims.mlp_dim
         enc_hidden = max(dims.num_enc_layers - 1, 1) * [dims.enc_dim]
-        self._encoder = nn.ModuleDict({"state": mlp(dims.obs_dim, enc_hidden, z, out_act=SimNorm(dims.simnorm_dim))})
+        if dims.obs_kind == "rgb":
+            self._encoder = nn.ModuleDict({"rgb": conv_encoder(dims.obs_shape[0], dims.num_channels, dims.simnorm_dim)})
+        else:
+            self._encoder = nn.ModuleDict(
+                {"state": mlp(dims.obs_dim, enc_hidden, z, out_act=SimNorm(dims.simnorm_dim))}
+            )
         self._dynamics = mlp(z + a, [m, m], z, out_act=SimNorm(dims.simnorm_dim))
         self._reward = mlp(z + a, [m, m], dims.num_bins)
         self._pi = mlp(z, [m, m], 2 * a)
@@ -64,8 +77,24 @@ class TDMPC2Model(nn.Module):
 
     # -- WorldModel protocol -------------------------------------------------------------
     def encode(self, obs: torch.Tensor) -> torch.Tensor:
-        """obs (B, obs_dim) -> z (B, Z)."""
-        return self._encoder["state"](obs)
+        """obs (B, obs_dim), or pixels (B, C, H, W) in 0..255 -> z (B, Z). Pixels pass the random
+        shift first, as the official encode() does also at evaluation (`augment` turns it off)."""
+        return self._encoder[self.dims.obs_kind](obs)
+
+    def _shift(self) -> RandomShift | None:
+        return cast(RandomShift, cast(nn.Sequential, self._encoder["rgb"])[0]) if self.dims.obs_kind == "rgb" else None
+
+    @property
+    def augment(self) -> bool:
+        """Whether encode() randomly shifts pixel observations (pixel agents only)."""
+        shift = self._shift()
+        return shift is not None and shift.active
+
+    @augment.setter
+    def augment(self, on: bool) -> None:
+        shift = self._shift()
+        if shift is not None:
+            shift.active = on
 
     def next(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """(B, Z), (B, A) -> z' (B, Z)."""

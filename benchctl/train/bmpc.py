@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -37,6 +37,7 @@ def new_bmpc_model(
 ) -> BMPCModel:
     """A fresh BMPC world model: TD-MPC2's trunk and init, except the V ensemble keeps PyTorch's
     default Linear init (uniform +-1/sqrt(fan_in)) and only its last weight is zeroed (spec 5)."""
+    preset: dict[str, Any]
     if dims is not None:
         enc, mlp_dim, latent = dims
         preset = {"enc_dim": enc, "mlp_dim": mlp_dim, "latent_dim": latent, "num_enc_layers": 2}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +65,7 @@ def new_model(
     obs_dim: int, action_dim: int, size: int | None = 5, dims: tuple[int, int, int] | None = None, seed: int = 0
 ) -> TDMPC2Model:
     """A freshly initialized TD-MPC2 world model: an official size, or (enc, mlp, latent) dims."""
+    preset: dict[str, Any]
     if dims is not None:
         enc, mlp_dim, latent = dims
         preset = {"enc_dim": enc, "mlp_dim": mlp_dim, "latent_dim": latent, "num_enc_layers": 2, "num_value_heads": 5}

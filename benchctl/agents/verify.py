@@ -1,0 +1,102 @@
+"""Check a checkpoint against an archive of the official code's outputs on fixed inputs
+(`../shared/reference/README.md` format): what `benchctl inspect --verify` runs, and what users
+porting agents check their files with.
+
+An archive holds inputs (obs, action, eps) and outputs (z, z_next, reward_logits, reward,
+pi_mu_raw, pi_mean, pi_log_std, pi_action, value_logits, value_heads; pixel agents also
+z_encode_seed7: encode() with its random shift right after torch.manual_seed(7)). Every output is
+recomputed by benchctl's model; the error of one output is max |ours - theirs| / max(max |theirs|, 1e-3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchctl.errors import BenchctlError
+
+TOLERANCE = 1e-4  # float32 round-off across BLAS builds stays far below; a wrong layer does not
+INPUTS = ("obs", "action", "eps")
+
+
+@dataclass(frozen=True)
+class Check:
+    output: str
+    shape: tuple[int, ...]
+    error: float  # scale-relative max error
+
+    @property
+    def ok(self) -> bool:
+        return self.error <= TOLERANCE
+
+
+def read_archive(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            data = {k: archive[k] for k in archive.files}
+    except (OSError, ValueError) as exc:
+        raise BenchctlError(f"--verify {path}: not a readable .npz archive ({exc})") from None
+    missing = [k for k in INPUTS if k not in data]
+    if missing:
+        raise BenchctlError(f"--verify {path}: the archive lacks the input(s) {', '.join(missing)}; see its format")
+    return data
+
+
+def _outputs(model, data: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """Every output the archive may hold, computed by `model` from the archive's inputs."""
+    obs, action, eps = (torch.as_tensor(data[k]) for k in INPUTS)
+    ours: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        augment = model.augment
+        model.augment = False  # z: the deterministic encoder (the shift is checked apart)
+        z = model.encode(obs)
+        model.augment = augment
+        if "z_encode_seed7" in data:
+            state = torch.random.get_rng_state()
+            torch.manual_seed(7)
+            model.augment = True
+            ours["z_encode_seed7"] = model.encode(obs)
+            model.augment = augment
+            torch.random.set_rng_state(state)
+        mu_raw, _ = model.policy_params(z)
+        sample, mean, log_std = model.policy(z, eps=eps)
+        ours |= {
+            "z": z,
+            "z_next": model.next(z, action),
+            "reward_logits": model.reward_logits(z, action),
+            "reward": model.reward(z, action),
+            "pi_mu_raw": mu_raw,
+            "pi_mean": mean,
+            "pi_log_std": log_std,
+            "pi_action": sample,
+            "value_logits": model.value_logits(z, action),
+            "value_heads": model.value(z, action),
+        }
+    return ours
+
+
+def verify(model, archive: Path) -> list[Check]:
+    """One Check per output present in the archive, in the archive's order."""
+    data = read_archive(archive)
+    dims = model.dims
+    if tuple(data["obs"].shape[1:]) != (dims.obs_shape or (dims.obs_dim,)):
+        raise BenchctlError(
+            f"--verify {archive}: its observations are {tuple(data['obs'].shape[1:])}, the checkpoint takes "
+            f"{dims.obs_shape or (dims.obs_dim,)}; pass the archive written for this checkpoint"
+        )
+    ours = _outputs(model, data)
+    checks = []
+    for key in data:
+        if key in INPUTS or key not in ours:
+            continue
+        want, got = data[key], ours[key].numpy()
+        if got.shape != want.shape:
+            raise BenchctlError(f"--verify {archive}: output {key} has shape {want.shape}, benchctl's {got.shape}")
+        scale = max(float(np.abs(want).max()), 1e-3)
+        checks.append(Check(key, tuple(want.shape), float(np.abs(got - want).max()) / scale))
+    if not checks:
+        raise BenchctlError(f"--verify {archive}: the archive holds no output benchctl computes (z, reward, ...)")
+    return checks
