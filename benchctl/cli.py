@@ -232,6 +232,13 @@ def eval_command(
         Path | None, typer.Option(help="results folder the --match candidates come from [default: --out]")
     ] = None,
     threads: Threads_ = None,
+    augment: Annotated[
+        bool,
+        typer.Option(
+            "--augment/--no-augment",
+            help="pixel agents: randomly shift each observation at encode, as the official evaluation does",
+        ),
+    ] = True,
 ):
     """Evaluate agents with one or more planners; rerunning the same command resumes."""
     from benchctl import execute
@@ -246,9 +253,11 @@ def eval_command(
     else:
         specs = _matched_specs(names, set_ or [], match, match_from or out_dir, device)
     default_run = f"match-{specs[0].match['slug']}-{{family}}" if match and specs[0].match else None
-    _finish_eval(
-        _request(suite, specs, checkpoints, checkpoint, task, tasks, seeds, episodes, device, out_dir, run, default_run)
+    request = _request(
+        suite, specs, checkpoints, checkpoint, task, tasks, seeds, episodes, device, out_dir, run, default_run
     )
+    request.augment = augment
+    _finish_eval(request)
 
 
 def _matched_specs(names: list[str], set_items: list[str], budget_text: str, source: Path, device: str):

@@ -103,6 +103,9 @@ def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> 
     """
     model = planner.model
     generator = torch.Generator(device=device).manual_seed(seed)
+    if getattr(model, "augment", False):  # the pixel shift draws from torch's global generator (official code)
+        torch.manual_seed(seed)
+    rendered = getattr(env, "render_seconds", None)
     timer = StepTimer(device)
     obs = env.reset(seed)
     planner.reset()
@@ -154,6 +157,8 @@ def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> 
         "model_evals_per_step": float(np.mean(evals)),  # dynamics + reward steps (candidate x horizon step)
         "rewards": [round(r, 6) for r in rewards],
     }
+    if rendered is not None:  # pixel suites: rendering, never part of the planning latency
+        record["render_ms_per_step"] = (env.render_seconds - rendered) * 1e3 / max(1, len(rewards) + 1)  # type: ignore[attr-defined]
     if terminated:  # ended by the environment before its time limit (HumanoidBench: the robot fell)
         record["terminated"] = True
     if work_done:  # the rest of a step's work: value-head rows, policy rows, backward passes

@@ -68,6 +68,7 @@ class EvalRequest:
     device: str = "cpu"
     out: Path = Path("results")
     run: str | None = None  # default: the agent family; "{family}" in it is replaced by the family
+    augment: bool = True  # pixel agents: the official evaluation-time random shift (planner-independent)
 
 
 class Reporter(Protocol):
@@ -226,11 +227,23 @@ def check_fits(agent: AgentSpec, info: CheckpointInfo) -> None:
     """The checkpoint's dims must match the task's env before any episode runs."""
     dims = info.dims
     env = make_env(agent.task)
-    if dims.obs_kind != "state":
+    env_shape = tuple(getattr(env, "obs_shape", ()))
+    if dims.obs_kind == "rgb" and not env_shape:
         raise BenchctlError(
             f"{agent.checkpoint} is a pixel agent (observations {'x'.join(map(str, dims.obs_shape))}), but "
             f"{agent.task.name} in suite {agent.task.suite!r} gives state vectors ({env.obs_dim}); "
-            "pass a state-based checkpoint"
+            "pass a state-based checkpoint, or use the dmc-pixels suite"
+        )
+    if dims.obs_kind == "state" and env_shape:
+        raise BenchctlError(
+            f"{agent.checkpoint} is a state agent (obs {dims.obs_dim}), but {agent.task.name} in suite "
+            f"{agent.task.suite!r} gives pixels ({'x'.join(map(str, env_shape))}); pass a pixel checkpoint (obs: rgb)"
+        )
+    if env_shape and (dims.obs_shape, dims.action_dim) != (env_shape, env.action_dim):
+        raise BenchctlError(
+            f"{agent.checkpoint} takes pixels {'x'.join(map(str, dims.obs_shape))} / action {dims.action_dim}, but "
+            f"{agent.task.name} gives {'x'.join(map(str, env_shape))} / action {env.action_dim}; "
+            f"pass a checkpoint trained on {agent.task.name}"
         )
     if (dims.obs_dim, dims.action_dim) != (env.obs_dim, env.action_dim):
         raise BenchctlError(
@@ -314,6 +327,8 @@ def _header(
         "family": info.family,
         "model_size": info.model_size,
         "observations": info.dims.obs_kind,  # state or rgb
+        # pixel agents: encode() randomly shifts each observation (the official evaluation) unless turned off
+        "augment": request.augment if info.dims.obs_kind == "rgb" else None,
         "model_params": info.num_params,
         "dims": info.as_dict()["dims"],
         "discount": agent.task.discount,
@@ -370,6 +385,7 @@ def run(request: EvalRequest, reporter: Reporter) -> list[CellResult]:
                 if model is None:  # loaded only when something is left to run
                     model = load_checkpoint(agent.checkpoint, device=str(device))
                     model.discount = agent.task.discount
+                    model.augment = request.augment
                 planner = make_planner(spec.name, model, spec.config)
                 env = make_env(agent.task, seed=agent.seed)
                 for index in missing:

@@ -18,7 +18,7 @@ from typing import Any
 from benchctl.errors import BenchctlError
 
 # Header fields that must agree for a resumed cell to continue the same experiment.
-IDENTITY = ("suite", "task", "planner", "planner_config", "checkpoint_sha256", "device")
+IDENTITY = ("suite", "task", "planner", "planner_config", "checkpoint_sha256", "device", "augment")
 
 
 def config_hash(planner: str, config: dict[str, Any]) -> str:

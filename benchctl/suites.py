@@ -98,6 +98,10 @@ def make_env(task: Task, seed: int = 0):
         from benchctl.envs.gym import GymEnv
 
         return GymEnv(task.params["id"], task.episode_length, task.action_repeat)
+    if task.env == "dmc-pixels":
+        from benchctl.envs.dmc_pixels import PixelDMCEnv
+
+        return PixelDMCEnv(task.params["domain"], task.params["task"], task.episode_length, task.action_repeat, seed)
     if task.env == "metaworld":
         from benchctl.envs.metaworld import MetaWorldEnv
 

@@ -1,0 +1,135 @@
+"""The dmc-pixels suite renders as the official TD-MPC2 pixel wrapper does, checked against
+dm_control's own renderer, and runs official rgb checkpoints through `benchctl eval`.
+
+Rendering needs an OpenGL backend chosen before dm_control is imported, and this test process has
+imported it headless (MUJOCO_GL=disable): the protocol check runs in a child process where
+benchctl picks the backend itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from benchctl.suites import load_suite
+from tests.conftest import REPO, TDMPC2_MS1, need, run_cli
+from tests.test_cli_errors import one_line_error
+
+RGB = "tdmpc2-rgb-custom-walker-run"
+
+PROTOCOL = r"""
+import json, numpy as np
+from benchctl.envs.dmc_pixels import PixelDMCEnv
+env = PixelDMCEnv("walker", "run", episode_length=500, action_repeat=2)
+from dm_control import suite
+raw = suite.load("walker", "run", task_kwargs={"random": 0})
+obs = env.reset(5)
+raw.task.random.seed(5); raw.reset()
+first = raw.physics.render(64, 64, camera_id=0).transpose(2, 0, 1)
+checks = {"gl": env.gl, "shape": list(obs.shape), "dtype": str(obs.dtype),
+          "reset_is_three_copies": all(bool(np.array_equal(obs[3 * i:3 * i + 3], first)) for i in range(3))}
+rng = np.random.default_rng(0)
+frames = [first]
+for _ in range(3):
+    action = rng.uniform(-1, 1, env.action_dim)
+    result = env.step(action)
+    a, b = raw.step(action), raw.step(action)
+    frames.append(raw.physics.render(64, 64, camera_id=0).transpose(2, 0, 1))
+    checks.setdefault("rewards_summed", []).append(bool(abs(result.reward - (a.reward + b.reward)) < 1e-12))
+checks["stack_is_last_three_oldest_first"] = bool(np.array_equal(result.obs, np.concatenate(frames[-3:])))
+checks["frames_differ"] = not np.array_equal(frames[-1], frames[-2])
+checks["render_seconds"] = env.render_seconds
+quad = PixelDMCEnv("quadruped", "walk", episode_length=5)
+checks["quadruped_camera"] = quad._camera
+print(json.dumps(checks))
+"""
+
+
+def test_suite_has_the_papers_six_pixel_tasks():
+    suite = load_suite("dmc-pixels")
+    assert sorted(suite.tasks) == [
+        "acrobot-swingup", "cartpole-swingup_sparse", "cheetah-run", "hopper-hop", "quadruped-walk", "walker-run",
+    ]  # fmt: skip
+    for task in suite.tasks.values():
+        assert (task.episode_length, task.action_repeat, task.normalization["divisor"]) == (500, 2, 1000.0)
+
+
+def test_frames_and_stacking_follow_the_official_wrapper():
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
+    proc = subprocess.run(
+        [sys.executable, "-c", PROTOCOL], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    need(proc.returncode == 0 or "OpenGL" not in proc.stderr, f"offscreen OpenGL: {proc.stderr.strip()[-300:]}")
+    assert proc.returncode == 0, proc.stderr
+    checks = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert checks["gl"] in ("egl", "osmesa")
+    assert checks["shape"] == [9, 64, 64] and checks["dtype"] == "uint8"
+    assert checks["reset_is_three_copies"] and checks["stack_is_last_three_oldest_first"] and checks["frames_differ"]
+    assert all(checks["rewards_summed"]) and checks["render_seconds"] > 0
+    assert checks["quadruped_camera"] == 2
+
+
+@pytest.fixture(scope="module")
+def pixel_results(reference, tmp_path_factory):
+    """The official rgb reference checkpoint (walker-run) evaluated on real rendered episodes."""
+    folder = tmp_path_factory.mktemp("pix")
+    (folder / "agents").mkdir()
+    os.symlink(reference / f"{RGB}.pt", folder / "agents" / "walker-run-1.pt")
+    out = folder / "results"
+    for extra in ([], ["--no-augment", "--run", "no-shift"]):
+        proc = run_cli(
+            "eval", "--suite", "dmc-pixels", "--checkpoints", str(folder / "agents"), "--tasks", "walker-run",
+            "--planner", "policy", "--episodes", "1", "--seeds", "1", "--out", str(out), *extra,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_eval_runs_an_official_pixel_checkpoint_and_records_the_shift_and_render_time(pixel_results):
+    (shifted,) = pixel_results.glob("tdmpc2/dmc-pixels/walker-run/policy@*/seed-1.jsonl")
+    (plain,) = pixel_results.glob("no-shift/dmc-pixels/walker-run/policy@*/seed-1.jsonl")
+    a, b = ([json.loads(line) for line in p.read_text().splitlines()] for p in (shifted, plain))
+    assert a[0]["observations"] == "rgb" and a[0]["augment"] is True and b[0]["augment"] is False
+    assert a[0]["dims"]["obs_shape"] == [9, 64, 64]
+    assert a[1]["length"] == 500 and a[1]["render_ms_per_step"] > 0
+    assert a[1]["return"] != b[1]["return"]  # the shift changes what the agent sees
+
+
+def test_pixel_episodes_are_reproducible_with_the_shift_on(pixel_results, tmp_path):
+    (shifted,) = pixel_results.glob("tdmpc2/dmc-pixels/walker-run/policy@*/seed-1.jsonl")
+    first = json.loads(shifted.read_text().splitlines()[1])["return"]
+    agents = shifted.parents[4].parent / "agents"
+    proc = run_cli(
+        "eval", "--suite", "dmc-pixels", "--checkpoints", str(agents), "--tasks", "walker-run",
+        "--planner", "policy", "--episodes", "1", "--seeds", "1", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (again,) = tmp_path.glob("tdmpc2/dmc-pixels/walker-run/policy@*/seed-1.jsonl")
+    assert json.loads(again.read_text().splitlines()[1])["return"] == first  # shifts drawn from the episode seed
+
+
+def test_a_state_checkpoint_on_a_pixel_task_is_one_line(reference):
+    one_line_error(
+        run_cli(
+            "eval", "--suite", "dmc-pixels", "--checkpoint", str(reference / f"{TDMPC2_MS1}.pt"),
+            "--task", "walker-run", "--episodes", "1",
+        ),
+        "is a state agent (obs 5)",
+        "gives pixels (9x64x64)",
+    )  # fmt: skip
+
+
+def test_no_opengl_is_one_line_naming_the_debian_packages(tmp_path):
+    code = (
+        "import os, sys; os.environ.pop('MUJOCO_GL', None); import benchctl.envs.render as r; "
+        "r._renders = lambda backend: False; from benchctl.cli import main; "
+        "sys.argv = ['benchctl', 'eval', '--suite', 'dmc-pixels', '--checkpoint', sys.argv[1], "
+        "'--task', 'walker-run']; "
+        "main()"
+    )
+    path = REPO / "checkpoints" / "tdmpc2" / "demo" / "walker-walk-1.pt"  # any checkpoint: the env fails first
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300)
+    one_line_error(proc, "neither EGL nor OSMesa works", "libegl1", "libosmesa6")
