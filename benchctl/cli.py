@@ -448,6 +448,10 @@ def train_command(
         int, typer.Option(min=1, help="bmpc: batch windows replanned per reanalyze (x horizon observations)")
     ] = 20,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads [default: torch's choice]")] = None,
+    batch_size: Annotated[
+        int,
+        typer.Option(min=1, max=1_000_000, help="minibatch per update (official 256; smaller trains pixels faster)"),
+    ] = 256,
 ):
     """Train a TD-MPC2 or BMPC agent and write an official-format checkpoint; rerunning resumes from the last save."""
     from benchctl.machine import set_threads
@@ -492,6 +496,7 @@ def train_command(
         save_every=save_every,
         reanalyze_interval=reanalyze_interval,
         reanalyze_sequences=reanalyze_sequences,
+        batch_size=batch_size,
     )
     trainer = Trainer(request)
     view = TrainProgress()

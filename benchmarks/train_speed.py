@@ -8,6 +8,11 @@ so both see the same machine load. Its files are copied to a temporary directory
 CPU and capturable Adam off (the official code hard-codes cuda:0; capturable Adam has no CPU kernel).
 
     python benchmarks/train_speed.py [--threads 2] [--updates 20] [--rounds 3] [--official DIR]
+    python benchmarks/train_speed.py --pixels [--batch 256]
+
+--pixels: a pixel agent's update (3 stacked 64x64 RGB frames, uint8, the conv encoder with its random
+shift) against the state agent's of the same sizes, alternating in this process (model size 5 trunk,
+latent 512 as pixel agents need; the state agent observes walker's 24 dims).
 """
 
 from __future__ import annotations
@@ -52,6 +57,21 @@ def benchctl_update(size: int | None, dims) -> Callable[[], object]:
     learner = TDMPC2Learner(new_model(OBS_DIM, ACTION_DIM, size, dims), 0.99)
     g = torch.Generator().manual_seed(0)
     obs, action, reward = batch(g)
+    return lambda: learner.update(obs, action, reward, g)
+
+
+def pixel_or_state_update(pixels: bool, batch_size: int) -> Callable[[], object]:
+    """One update of a model_size-5 agent on a fixed batch: pixels (4, B, 9, 64, 64) uint8 or state."""
+    g = torch.Generator().manual_seed(0)
+    shape = (9, 64, 64) if pixels else ()
+    learner = TDMPC2Learner(new_model(OBS_DIM, ACTION_DIM, 5, None, obs_shape=shape), 0.99)
+    if pixels:
+        obs = torch.randint(0, 256, (4, batch_size, *shape), generator=g, dtype=torch.uint8)
+    else:
+        obs = torch.randn(4, batch_size, OBS_DIM, generator=g)
+    action = torch.rand(3, batch_size, ACTION_DIM, generator=g) * 2 - 1
+    reward = torch.rand(3, batch_size, 1, generator=g)
+    learner.cfg.batch_size = batch_size
     return lambda: learner.update(obs, action, reward, g)
 
 
@@ -123,9 +143,21 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=20, help="timed updates per round (x5 at 128,128,64)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median is printed")
     parser.add_argument("--official", type=Path, help="checkout of the official TD-MPC2 code to time alongside")
+    parser.add_argument("--pixels", action="store_true", help="pixel agent against state agent, model size 5")
+    parser.add_argument("--batch", type=int, default=256, help="--pixels: minibatch")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # as the benchctl command does
+    if args.pixels:
+        print(f"model size 5 (latent 512), batch {args.batch}, horizon 3, {args.threads} threads: updates/s")
+        updates = {kind: pixel_or_state_update(kind == "pixels", args.batch) for kind in ("pixels", "state")}
+        rates: dict[str, list[float]] = {kind: [] for kind in updates}
+        for _ in range(args.rounds):
+            for kind, update in updates.items():
+                rates[kind].append(rate(update, max(2, args.updates // (10 if kind == "pixels" else 1))))
+        pix, state = statistics.median(rates["pixels"]), statistics.median(rates["state"])
+        print(f"pixels {pix:.2f}, state {state:.2f}: pixels train {state / pix:.1f}x slower per update")
+        return
     official = load_official(args.official) if args.official else None
     reference = "official, this process" if official else "official, recorded"
     print(f"walker-sized agent (obs 24, action 6), batch 256, horizon 3, {args.threads} threads")

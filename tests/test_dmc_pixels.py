@@ -133,3 +133,33 @@ def test_no_opengl_is_one_line_naming_the_debian_packages(tmp_path):
     path = REPO / "checkpoints" / "tdmpc2" / "demo" / "walker-walk-1.pt"  # any checkpoint: the env fails first
     proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300)
     one_line_error(proc, "neither EGL nor OSMesa works", "libegl1", "libosmesa6")
+
+
+def test_a_pixel_agent_trains_resumes_from_uint8_frames_and_evaluates(tmp_path):
+    """Pixel training as the official recipe (frames replayed as uint8, the random shift inside the
+    encoder during updates, one encoder call per time step of a window), on a small budget."""
+    import torch
+
+    from benchctl.agents import load_checkpoint_with_info
+
+    out = tmp_path / "cartpole-swingup_sparse-1.pt"
+    args = [
+        "train", "--task", "cartpole-swingup_sparse", "--suite", "dmc-pixels", "--dims", "64,64,512",
+        "--seed-steps", "500", "--batch-size", "8", "--save-every", "300", "--eval-every", "100000",
+        "--eval-episodes", "1", "--planner", "policy", "--out", str(out),
+    ]  # fmt: skip
+    first = run_cli(*args, "--steps", "600")
+    assert first.returncode == 0, first.stderr
+    model, info = load_checkpoint_with_info(out)
+    assert info.dims.obs_kind == "rgb" and info.dims.obs_shape == (9, 64, 64) and info.dims.mlp_dim == 64
+    buffer = torch.load(out.with_name(out.name + ".buffer.pt"), weights_only=True)["buffer"]
+    assert buffer["obs"].dtype == torch.uint8 and tuple(buffer["obs"].shape[1:]) == (9, 64, 64)
+    again = run_cli(*args, "--steps", "700")
+    assert again.returncode == 0 and "resuming from step 600" in again.stderr, again.stderr
+    small = run_cli(*args[:-2], "--out", str(tmp_path / "x.pt"), "--steps", "600", "--dims", "64,64,256")
+    assert small.returncode == 2 and "pixel agents need latent 512" in small.stderr
+    proc = run_cli(
+        "eval", "--suite", "dmc-pixels", "--checkpoint", str(out), "--task", "cartpole-swingup_sparse",
+        "--planner", "dream_mpc", "--episodes", "1", "--out", str(tmp_path / "results"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr

@@ -77,9 +77,12 @@ class TDMPC2Model(nn.Module):
 
     # -- WorldModel protocol -------------------------------------------------------------
     def encode(self, obs: torch.Tensor) -> torch.Tensor:
-        """obs (B, obs_dim), or pixels (B, C, H, W) in 0..255 -> z (B, Z). Pixels pass the random
+        """obs (..., obs_dim), or pixels (B, C, H, W) / (T, B, C, H, W) in 0..255 -> z (..., Z). Pixels pass the random
         shift first, as the official encode() does also at evaluation (`augment` turns it off)."""
-        return self._encoder[self.dims.obs_kind](obs)
+        kind = self.dims.obs_kind
+        if kind == "rgb" and obs.dim() == 5:  # (T, B, C, H, W) training windows: per time step, as the official
+            return torch.stack([self._encoder[kind](frames) for frames in obs])
+        return self._encoder[kind](obs)
 
     def _shift(self) -> RandomShift | None:
         return cast(RandomShift, cast(nn.Sequential, self._encoder["rgb"])[0]) if self.dims.obs_kind == "rgb" else None

@@ -20,7 +20,7 @@ from benchctl.agents.bmpc import BMPCModel
 from benchctl.agents.layers import EnsembleLinear
 from benchctl.planners.mppi import MPPIConfig, MPPIPlanner, mppi_search
 from benchctl.planners.rollout import policy_rollout
-from benchctl.train.tdmpc2 import SIZES, TDMPC2Learner, TrainConfig, gaussian_entropy, init_weights
+from benchctl.train.tdmpc2 import SIZES, TDMPC2Learner, TrainConfig, gaussian_entropy, init_weights, pixel_dims
 
 
 @dataclass
@@ -33,7 +33,12 @@ class ReanalyzeConfig:
 
 
 def new_bmpc_model(
-    obs_dim: int, action_dim: int, size: int | None = 5, dims: tuple[int, int, int] | None = None, seed: int = 0
+    obs_dim: int,
+    action_dim: int,
+    size: int | None = 5,
+    dims: tuple[int, int, int] | None = None,
+    seed: int = 0,
+    obs_shape: tuple[int, ...] = (),
 ) -> BMPCModel:
     """A fresh BMPC world model: TD-MPC2's trunk and init, except the V ensemble keeps PyTorch's
     default Linear init (uniform +-1/sqrt(fan_in)) and only its last weight is zeroed (spec 5)."""
@@ -43,6 +48,8 @@ def new_bmpc_model(
         preset = {"enc_dim": enc, "mlp_dim": mlp_dim, "latent_dim": latent, "num_enc_layers": 2}
     else:
         preset = {k: v for k, v in SIZES[size if size is not None else 5].items() if k != "num_value_heads"}
+    if obs_shape:
+        preset = pixel_dims(preset, obs_shape)
     torch.manual_seed(seed)
     model = BMPCModel(ModelDims(obs_dim=obs_dim, action_dim=action_dim, num_bins=101, num_value_heads=2, **preset))
     init_weights(model)

@@ -35,7 +35,8 @@ class ReplayBuffer:
     def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, **extras: np.ndarray) -> None:
         """One finished episode; the oldest episodes leave when capacity is exceeded (FIFO)."""
         episode = {
-            "obs": np.asarray(obs, np.float32),
+            # pixels stay uint8 frames (4x smaller); state vectors are float32
+            "obs": np.asarray(obs) if np.asarray(obs).dtype == np.uint8 else np.asarray(obs, np.float32),
             "actions": np.asarray(actions, np.float32),
             "rewards": np.asarray(rewards, np.float32),
         }

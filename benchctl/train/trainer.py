@@ -60,15 +60,19 @@ class TrainRequest:
 
     def identity(self) -> dict[str, Any]:
         """What must agree between a run and its resume."""
-        return {
-            "family": self.family,
-            "task": self.task.name,
-            "seed": self.seed,
-            "size": self.size,
-            "dims": self.dims,
-            "planner": self.planner,
-            "planner_overrides": self.planner_overrides,
-        } | ({"reanalyze": [self.reanalyze_interval, self.reanalyze_sequences]} if self.family == "bmpc" else {})
+        return (
+            {
+                "family": self.family,
+                "task": self.task.name,
+                "seed": self.seed,
+                "size": self.size,
+                "dims": self.dims,
+                "planner": self.planner,
+                "planner_overrides": self.planner_overrides,
+            }
+            | ({"reanalyze": [self.reanalyze_interval, self.reanalyze_sequences]} if self.family == "bmpc" else {})
+            | ({"batch_size": self.batch_size} if self.batch_size != 256 else {})
+        )
 
 
 class TrainReporter(Protocol):
@@ -104,10 +108,18 @@ class Trainer:
             raise BenchctlError(f"--size {request.size}: choose one of {', '.join(map(str, MODEL_SIZES))}")
         self.env = make_env(task, seed=request.seed)
         self.seed_steps = request.seed_steps or max(1000, 5 * task.episode_length)
+        if self.seed_steps < task.episode_length:
+            raise BenchctlError(
+                f"--seed-steps {self.seed_steps}: the random-action phase must finish at least one episode "
+                f"({task.episode_length} steps on {task.name}) so the first updates have data"
+            )
         if request.family not in FAMILIES:
             raise BenchctlError(f"--family {request.family}: choose one of {', '.join(FAMILIES)}")
         make_model, Learner = FAMILIES[request.family]
-        self.model = make_model(self.env.obs_dim, self.env.action_dim, request.size, request.dims, seed=request.seed)
+        shape = tuple(getattr(self.env, "obs_shape", ()))  # pixel suites: (C, H, W) frames
+        self.model = make_model(
+            self.env.obs_dim, self.env.action_dim, request.size, request.dims, seed=request.seed, obs_shape=shape
+        )
         self.learner = Learner(self.model, task.discount, TrainConfig(batch_size=request.batch_size))
         self.imitates = isinstance(self.learner, BMPCLearner)  # policy learns the acting planner's distributions
         if self.imitates:
