@@ -59,13 +59,14 @@ class AnalyticModel:
         return (mean + self.policy_std * eps).clamp(-1, 1), mean, log_std
 
     def plan_return(self, actions: torch.Tensor) -> torch.Tensor:
-        """Exact return of open-loop plans actions (H, N, A) from position 0: (N,)."""
+        """Exact return of open-loop plans actions (H, N, A) from position 0, plus the discounted
+        terminal value (zero here): (N,)."""
         z = torch.zeros(actions.shape[1], 2)
         total = torch.zeros(actions.shape[1])
         for h, a in enumerate(actions):
             total += self.discount**h * self.reward(z, a)[:, 0]
             z = self.next(z, a)
-        return total
+        return total + self.discount ** len(actions) * self.value(z)[0, :, 0]
 
 
 class DelayedRewardModel(AnalyticModel):
@@ -95,11 +96,3 @@ class DelayedRewardModel(AnalyticModel):
     def value(self, z: torch.Tensor, a: torch.Tensor | None = None) -> torch.Tensor:
         v = -self.value_scale * (z[:, :1] - self.goal) ** 2
         return v.unsqueeze(0).expand(self.num_value_heads, -1, -1)
-
-    def plan_return(self, actions: torch.Tensor) -> torch.Tensor:
-        z = torch.zeros(actions.shape[1], 2)
-        total = torch.zeros(actions.shape[1])
-        for h, a in enumerate(actions):
-            total += self.discount**h * self.reward(z, a)[:, 0]
-            z = self.next(z, a)
-        return total + self.discount ** len(actions) * self.value(z)[0, :, 0]

@@ -21,25 +21,12 @@ CASES = [
 ]
 
 
-def outputs_of(model, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Everything the reference archives hold, computed by benchctl's model."""
-    with torch.no_grad():
-        obs, action = inputs["obs"], inputs["action"]
-        z = model.encode(obs)
-        mu_raw, _ = model.policy_params(z)
-        sample, mean, log_std = model.policy(z, eps=inputs["eps"])
-        return {
-            "z": z,
-            "z_next": model.next(z, action),
-            "reward_logits": model.reward_logits(z, action),
-            "reward": model.reward(z, action),
-            "pi_mu_raw": mu_raw,
-            "pi_mean": mean,
-            "pi_log_std": log_std,
-            "pi_action": sample,
-            "value_logits": model.value_logits(z, action),
-            "value_heads": model.value(z, action),
-        }
+def outputs_of(model, inputs: dict) -> dict[str, torch.Tensor]:
+    """Everything the reference archives hold, computed by benchctl's model from their inputs (the
+    computation `benchctl inspect --verify` runs; the archives are the independent side)."""
+    from benchctl.agents.verify import outputs
+
+    return outputs(model, {k: np.asarray(v) for k, v in inputs.items()})
 
 
 def assert_matches(ours: dict[str, torch.Tensor], reference: dict[str, np.ndarray]) -> None:

@@ -45,7 +45,7 @@ def read_archive(path: Path) -> dict[str, np.ndarray]:
     return data
 
 
-def _outputs(model, data: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+def outputs(model, data: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     """Every output the archive may hold, computed by `model` from the archive's inputs."""
     obs, action, eps = (torch.as_tensor(data[k]) for k in INPUTS)
     ours: dict[str, torch.Tensor] = {}
@@ -87,7 +87,7 @@ def verify(model, archive: Path) -> list[Check]:
             f"--verify {archive}: its observations are {tuple(data['obs'].shape[1:])}, the checkpoint takes "
             f"{dims.obs_shape or (dims.obs_dim,)}; pass the archive written for this checkpoint"
         )
-    ours = _outputs(model, data)
+    ours = outputs(model, data)
     checks = []
     for key in data:
         if key in INPUTS or key not in ours:

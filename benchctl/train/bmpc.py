@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, cast
+from typing import cast
 
 import torch
 from torch import nn
 
-from benchctl.agents.base import ModelDims
 from benchctl.agents.bmpc import BMPCModel
 from benchctl.agents.layers import EnsembleLinear
 from benchctl.planners.mppi import MPPIConfig, MPPIPlanner, mppi_search
 from benchctl.planners.rollout import policy_rollout
-from benchctl.train.tdmpc2 import SIZES, TDMPC2Learner, TrainConfig, gaussian_entropy, init_weights, pixel_dims
+from benchctl.train.tdmpc2 import TDMPC2Learner, TrainConfig, gaussian_entropy, init_weights, model_dims
 
 
 @dataclass
@@ -42,16 +41,8 @@ def new_bmpc_model(
 ) -> BMPCModel:
     """A fresh BMPC world model: TD-MPC2's trunk and init, except the V ensemble keeps PyTorch's
     default Linear init (uniform +-1/sqrt(fan_in)) and only its last weight is zeroed (spec 5)."""
-    preset: dict[str, Any]
-    if dims is not None:
-        enc, mlp_dim, latent = dims
-        preset = {"enc_dim": enc, "mlp_dim": mlp_dim, "latent_dim": latent, "num_enc_layers": 2}
-    else:
-        preset = {k: v for k, v in SIZES[size if size is not None else 5].items() if k != "num_value_heads"}
-    if obs_shape:
-        preset = pixel_dims(preset, obs_shape)
     torch.manual_seed(seed)
-    model = BMPCModel(ModelDims(obs_dim=obs_dim, action_dim=action_dim, num_bins=101, num_value_heads=2, **preset))
+    model = BMPCModel(model_dims(obs_dim, action_dim, size, dims, obs_shape, value_heads=2))
     init_weights(model)
     for layer in cast(list[EnsembleLinear], list(model._Qs.params)):
         bound = 1 / math.sqrt(layer.weight.shape[-1])

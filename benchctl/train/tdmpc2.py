@@ -62,15 +62,35 @@ def init_weights(model: TDMPC2Model) -> None:
     nn.init.zeros_(cast(EnsembleLinear, model._Qs.params[-1]).weight)
 
 
-def pixel_dims(preset: dict[str, Any], obs_shape: tuple[int, ...], channels: int = 32) -> dict[str, Any]:
-    """A preset turned into a pixel model's: the official conv encoder (`channels`), whose flattened
-    output (channels x 4 x 4) is the latent, so the latent must be that size (512 for 32 channels)."""
-    if preset["latent_dim"] != channels * 16:
-        raise BenchctlError(
-            f"pixel agents need latent {channels * 16} (the conv encoder's {channels} x 4 x 4 output), not "
-            f"{preset['latent_dim']}: use --size 5 or larger, or --dims ENC,MLP,{channels * 16}"
-        )
-    return preset | {"obs_shape": tuple(obs_shape), "num_channels": channels, "enc_dim": 0, "num_enc_layers": 0}
+def model_dims(
+    obs_dim: int,
+    action_dim: int,
+    size: int | None = 5,
+    dims: tuple[int, int, int] | None = None,
+    obs_shape: tuple[int, ...] = (),
+    value_heads: int | None = None,
+) -> ModelDims:
+    """Architecture of a new agent: an official size, or (enc, mlp, latent) dims (5 value heads);
+    `value_heads` overrides the count (BMPC: 2). `obs_shape` (C, 64, 64) gives a pixel model: the
+    official conv encoder of 32 channels, whose flattened output (32 x 4 x 4) is the latent, so the
+    latent must be 512."""
+    preset: dict[str, Any]
+    if dims is not None:
+        enc, mlp_dim, latent = dims
+        preset = {"enc_dim": enc, "mlp_dim": mlp_dim, "latent_dim": latent, "num_enc_layers": 2, "num_value_heads": 5}
+    else:
+        preset = dict(SIZES[size if size is not None else 5])
+    if value_heads is not None:
+        preset["num_value_heads"] = value_heads
+    if obs_shape:
+        channels = 32
+        if preset["latent_dim"] != channels * 16:
+            raise BenchctlError(
+                f"pixel agents need latent {channels * 16} (the conv encoder's {channels} x 4 x 4 output), not "
+                f"{preset['latent_dim']}: use --size 5 or larger, or --dims ENC,MLP,{channels * 16}"
+            )
+        preset |= {"obs_shape": tuple(obs_shape), "num_channels": channels, "enc_dim": 0, "num_enc_layers": 0}
+    return ModelDims(obs_dim=obs_dim, action_dim=action_dim, num_bins=101, **preset)
 
 
 def new_model(
@@ -81,18 +101,9 @@ def new_model(
     seed: int = 0,
     obs_shape: tuple[int, ...] = (),
 ) -> TDMPC2Model:
-    """A freshly initialized TD-MPC2 world model: an official size, or (enc, mlp, latent) dims;
-    `obs_shape` (C, 64, 64) makes it a pixel model (conv encoder)."""
-    preset: dict[str, Any]
-    if dims is not None:
-        enc, mlp_dim, latent = dims
-        preset = {"enc_dim": enc, "mlp_dim": mlp_dim, "latent_dim": latent, "num_enc_layers": 2, "num_value_heads": 5}
-    else:
-        preset = SIZES[size if size is not None else 5]
-    if obs_shape:
-        preset = pixel_dims(preset, obs_shape)
+    """A freshly initialized TD-MPC2 world model (architecture: `model_dims`)."""
     torch.manual_seed(seed)
-    model = TDMPC2Model(ModelDims(obs_dim=obs_dim, action_dim=action_dim, num_bins=101, **preset))
+    model = TDMPC2Model(model_dims(obs_dim, action_dim, size, dims, obs_shape))
     init_weights(model)
     return model
 
