@@ -771,7 +771,16 @@ def inspect_command(
     """Family, model size, dims, observations, value heads, layout and sha256 of a checkpoint; with
     --verify, the largest relative error per output against an archive (exit 1 above 1e-4)."""
     from benchctl.agents import describe_checkpoint, load_checkpoint
+    from benchctl.agents.checkpoint import read_blob
+    from benchctl.agents.dreamer import is_dreamer, load_dreamer
 
+    blob = read_blob(path)
+    if is_dreamer(blob):
+        model = load_dreamer(path, blob)  # type: ignore[arg-type]
+        _print_dreamer(path, model)
+        if verify is not None:
+            _verify(model, verify)
+        return
     info = describe_checkpoint(path)
     d = info.dims
     table = Table(show_header=False, title=str(path))
@@ -798,13 +807,42 @@ def inspect_command(
     for k, v in rows:
         table.add_row(k, v)
     out.print(table)
-    if verify is None:
-        return
+    if verify is not None:
+        _verify(load_checkpoint(path), verify)
+
+
+def _print_dreamer(path: Path, model) -> None:
+    """The `inspect` table of a dreamer-pytorch checkpoint."""
+    from benchctl.agents.checkpoint import sha256_of
+
+    d = model.dims
+    table = Table(show_header=False, title=str(path))
+    table.add_column("field", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    observations = f"state {d.obs_shape[0]} (symbolic)" if d.symbolic else "rgb 3x64x64 (one frame, in [-0.5, 0.5])"
+    params = sum(p.numel() for p in model.parameters())
+    rows = [
+        ("family", "dreamer (dreamer-pytorch RSSM)"),
+        ("parameters", f"{params:,}"),
+        ("observations", observations),
+        ("action dim", str(d.action_dim)),
+        ("RSSM", f"belief (GRU) {d.belief}, stochastic state {d.state}, hidden {d.hidden}, min std {d.min_std:g}"),
+        ("encoder", f"{'MLP' if d.symbolic else '4 convolutions'}, embedding {d.embedding}"),
+        ("heads", "reward, value, tanh-normal actor, observation decoder"),
+        ("sha256", sha256_of(path)),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    out.print(table)
+
+
+def _verify(model, archive: Path) -> None:
+    """Compare every output of `archive` with `model`'s; exit 1 above the tolerance."""
     from benchctl.agents.verify import TOLERANCE
     from benchctl.agents.verify import verify as run_verify
 
-    checks = run_verify(load_checkpoint(path), verify)
-    result = Table(title=f"outputs against {verify} (max |ours - theirs| / max |theirs|)")
+    checks = run_verify(model, archive)
+    result = Table(title=f"outputs against {archive} (max |ours - theirs| / max |theirs|)")
     for col in ("output", "shape", "relative error", ""):
         result.add_column(col, justify="left" if col == "output" else "right")
     for c in checks:

@@ -43,8 +43,8 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_state_dict(path: str | Path) -> dict:
-    """The raw `model` state dict of a checkpoint file, or a BenchctlError saying what the file is."""
+def read_blob(path: str | Path) -> object:
+    """What a checkpoint file holds (torch.load, weights only), or a one-line BenchctlError."""
     path = Path(path)
     if not path.exists():
         raise BenchctlError(f"checkpoint {path} does not exist; pass the path of a TD-MPC2/BMPC .pt file")
@@ -63,6 +63,17 @@ def read_state_dict(path: str | Path) -> dict:
         raise BenchctlError(
             f"{path} is not a PyTorch checkpoint (torch.load cannot read it); pass a TD-MPC2/BMPC .pt file"
         ) from None
+    return blob
+
+
+def read_state_dict(path: str | Path) -> dict:
+    """The raw `model` state dict of a checkpoint file, or a BenchctlError saying what the file is."""
+    blob = read_blob(path)
+    if isinstance(blob, dict) and "transition_model" in blob and "actor_model" in blob:
+        raise BenchctlError(
+            f"{path} is a Dreamer (dreamer-pytorch) checkpoint: `benchctl inspect` reads and verifies it; "
+            "planning on Dreamer agents is not supported yet, pass a TD-MPC2/BMPC checkpoint"
+        )
     state = blob.get("model", blob) if isinstance(blob, dict) else None
     if not isinstance(state, dict) or not any(isinstance(k, str) and k.startswith("_encoder.") for k in state):
         raise BenchctlError(

@@ -19,7 +19,7 @@ import torch
 from benchctl.errors import BenchctlError
 
 TOLERANCE = 1e-4  # float32 round-off across BLAS builds stays far below; a wrong layer does not
-INPUTS = ("obs", "action", "eps")
+INPUTS = ("obs", "action", "eps", "belief0", "state0")  # inputs, never outputs (eps: TD-MPC2; b0, s0: Dreamer)
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def read_archive(path: Path) -> dict[str, np.ndarray]:
             data = {k: archive[k] for k in archive.files}
     except (OSError, ValueError) as exc:
         raise BenchctlError(f"--verify {path}: not a readable .npz archive ({exc})") from None
-    missing = [k for k in INPUTS if k not in data]
+    missing = [k for k in ("obs", "action") if k not in data]
     if missing:
         raise BenchctlError(f"--verify {path}: the archive lacks the input(s) {', '.join(missing)}; see its format")
     return data
@@ -47,7 +47,11 @@ def read_archive(path: Path) -> dict[str, np.ndarray]:
 
 def outputs(model, data: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     """Every output the archive may hold, computed by `model` from the archive's inputs."""
-    obs, action, eps = (torch.as_tensor(data[k]) for k in INPUTS)
+    if model.family == "dreamer":
+        from benchctl.agents.dreamer import rssm_step
+
+        return rssm_step(model, {k: torch.as_tensor(v) for k, v in data.items()})
+    obs, action, eps = (torch.as_tensor(data[k]) for k in ("obs", "action", "eps"))
     ours: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         augment = model.augment
@@ -82,10 +86,11 @@ def verify(model, archive: Path) -> list[Check]:
     """One Check per output present in the archive, in the archive's order."""
     data = read_archive(archive)
     dims = model.dims
-    if tuple(data["obs"].shape[1:]) != (dims.obs_shape or (dims.obs_dim,)):
+    takes = dims.obs_shape if model.family == "dreamer" else (dims.obs_shape or (dims.obs_dim,))
+    if tuple(data["obs"].shape[1:]) != tuple(takes):
         raise BenchctlError(
             f"--verify {archive}: its observations are {tuple(data['obs'].shape[1:])}, the checkpoint takes "
-            f"{dims.obs_shape or (dims.obs_dim,)}; pass the archive written for this checkpoint"
+            f"{tuple(takes)}; pass the archive written for this checkpoint"
         )
     ours = outputs(model, data)
     checks = []
