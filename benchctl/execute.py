@@ -239,16 +239,12 @@ def check_fits(agent: AgentSpec, info: CheckpointInfo) -> None:
             f"{agent.checkpoint} is a state agent (obs {dims.obs_dim}), but {agent.task.name} in suite "
             f"{agent.task.suite!r} gives pixels ({'x'.join(map(str, env_shape))}); pass a pixel checkpoint (obs: rgb)"
         )
-    if env_shape and (dims.obs_shape, dims.action_dim) != (env_shape, env.action_dim):
+    takes = "x".join(map(str, dims.obs_shape)) or str(dims.obs_dim)  # 9x64x64 for pixels, 39 for a vector
+    gives = "x".join(map(str, env_shape)) or str(env.obs_dim)
+    if (takes, dims.action_dim) != (gives, env.action_dim):
         raise BenchctlError(
-            f"{agent.checkpoint} takes pixels {'x'.join(map(str, dims.obs_shape))} / action {dims.action_dim}, but "
-            f"{agent.task.name} gives {'x'.join(map(str, env_shape))} / action {env.action_dim}; "
-            f"pass a checkpoint trained on {agent.task.name}"
-        )
-    if (dims.obs_dim, dims.action_dim) != (env.obs_dim, env.action_dim):
-        raise BenchctlError(
-            f"{agent.checkpoint} takes obs {dims.obs_dim} / action {dims.action_dim}, but {agent.task.name} has "
-            f"obs {env.obs_dim} / action {env.action_dim}; pass a checkpoint trained on {agent.task.name}"
+            f"{agent.checkpoint} takes obs {takes} / action {dims.action_dim}, but {agent.task.name} has "
+            f"obs {gives} / action {env.action_dim}; pass a checkpoint trained on {agent.task.name}"
         )
 
 

@@ -38,7 +38,7 @@ class DreamerDims:
     embedding: int
     action_dim: int
     obs_shape: tuple[int, ...]  # (3, 64, 64) for pixels, (obs_dim,) for symbolic observations
-    min_std: float = 0.1  # the RSSM's minimum std (dreamer-pytorch --min-std-dev... fixed 0.1)
+    min_std: float = 0.1  # the RSSM's minimum std (dreamer-pytorch's min_std_dev; not stored in the file)
 
     @property
     def symbolic(self) -> bool:

@@ -36,6 +36,11 @@ class DMCEnv:
         self.action_repeat = action_repeat
         self._t = 0
 
+    @property
+    def physics(self):
+        """The MuJoCo physics of the running task (pixel suites render from it)."""
+        return self._env.physics
+
     def _flatten(self, observation: dict) -> np.ndarray:
         return np.concatenate([np.asarray(observation[k], dtype=np.float32).ravel() for k in self._keys])
 

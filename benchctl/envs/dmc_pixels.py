@@ -32,7 +32,7 @@ class PixelDMCEnv:
         from benchctl.envs.dmc import DMCEnv
 
         self._state = DMCEnv(domain, task, episode_length, action_repeat, seed)
-        self._physics = self._state._env.physics
+        self._physics = self._state.physics
         self._camera = 2 if domain == "quadruped" else 0
         self._size = size
         self._frames: deque[np.ndarray] = deque(maxlen=frames)
