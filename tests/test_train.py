@@ -183,6 +183,11 @@ def test_sigkill_resumes_from_the_last_save_with_the_same_buffer(tmp_path):
     final = torch.load(resume, weights_only=True)
     final_buffer = torch.load(tmp_path / "agent.pt.buffer.pt", weights_only=True)["buffer"]
     assert final["step"] == 1000 and final_buffer["lengths"].tolist() == [100] * 10
+    # the episodes run after the last save and lost to the kill were run again: the log counts each once
+    log = [json.loads(line) for line in (tmp_path / "agent.log.jsonl").read_text().splitlines()]
+    episode_steps = [r["step"] for r in log if r["type"] == "episode"]
+    assert episode_steps == sorted(set(episode_steps)) and episode_steps[-1] == 1000
+    assert [r["step"] for r in log if r["type"] == "start"] == [0, saved["step"]]
     assert load_checkpoint_with_info(out)[1].family == "tdmpc2"
 
 

@@ -174,6 +174,7 @@ class Trainer:
         self.generator.set_state(state["generator"])
         self.step, self.episode = int(state["step"]), int(state["episode"])
         self.policy_updates = int(state.get("policy_updates", 0))
+        self._drop_log_after(self.step)
         buffer, why = self._saved_buffer(state)
         if buffer is not None:
             self.buffer = ReplayBuffer.from_state(buffer)
@@ -192,6 +193,18 @@ class Trainer:
         if int(saved["step"]) != self.step:
             return None, f"{self.buffer_path.name} is from step {int(saved['step'])}, the resume file from {self.step}"
         return saved["buffer"], ""
+
+    def _drop_log_after(self, step: int) -> None:
+        """Forget the log's episodes and evaluations past the resumed step: they are run again, and a
+        curve must not count them twice. Other records (starts, lost buffers) are history and stay."""
+        if not self.log_path.exists():
+            return
+        lines = self.log_path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if _kept_on_resume(line, step)]
+        if len(kept) != len(lines):
+            tmp = self.log_path.with_name(self.log_path.name + ".tmp")
+            tmp.write_text("".join(kept), encoding="utf-8")
+            tmp.replace(self.log_path)  # atomic: a kill now leaves the old log or the new one
 
     def log(self, record: dict) -> None:
         with open(self.log_path, "a", encoding="utf-8") as f:
@@ -326,3 +339,12 @@ class Trainer:
         reporter.evaluation(self.step, returns)
         self.save()
         return returns
+
+
+def _kept_on_resume(line: str, step: int) -> bool:
+    """Whether a log line survives resuming at `step` (a line torn by a kill mid-write does not)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return not (record.get("type") in {"episode", "eval"} and int(record.get("step", 0)) > step)
