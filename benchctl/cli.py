@@ -274,7 +274,7 @@ def _matched_specs(names: list[str], set_items: list[str], budget_text: str, sou
     specs = []
     for name, choice in match.choose(source, list(dict.fromkeys(names)), budget, device, device_name).items():
         header = match.match_header(choice, budget, source, device_name)
-        specs.append(execute.PlannerSpec(name, match.build_config(choice), match=header))
+        specs.append(execute.PlannerSpec(name, match.build_config(choice), match=header, chosen=None))
         options = ", ".join(f"{k}={v}" for k, v in choice.point.items()) or "its config in " + ", ".join(choice.runs)
         err.print(
             f"--match {budget.text}: {name} with {options} ({choice.cost:.4g} {budget.kind}/step measured, mean score "
@@ -801,7 +801,7 @@ def inspect_command(
         ("latent", f"{d.latent_dim} (SimNorm groups of {d.simnorm_dim})"),
         ("mlp width", str(d.mlp_dim)),
         ("value heads", f"{d.num_value_heads} x {'V(z)' if info.family == 'bmpc' else 'Q(z, a)'}, {d.num_bins} bins"),
-        ("policy log-std", f"[{info.log_std_bounds[0]:g}, {info.log_std_bounds[1]:g}]"),
+        ("policy log-std", "[{:g}, {:g}]".format(*info.log_std_bounds) if info.log_std_bounds else "unbounded"),
         ("sha256", info.sha256),
     ]
     for k, v in rows:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchctl.agents.base import as_recurrent
 from benchctl.envs.base import Env, SimulatorError
 from benchctl.planners.base import Plan, Planner
 from benchctl.planners.rollout import predict_plan
@@ -60,30 +61,40 @@ def _finite_or_none(value: float | None) -> float | None:
     return None if value is None or not np.isfinite(value) else value
 
 
-def plan_step(planner: Planner, obs: np.ndarray, generator: torch.Generator, device: torch.device) -> Plan:
+def observe(model, obs: np.ndarray, device: torch.device) -> torch.Tensor:
+    """The latent of the current observation (1, Z): encode(obs), or for a recurrent model (Dreamer)
+    one filtering step that also reads the history (`observe`)."""
+    filtering = as_recurrent(model)
+    with torch.inference_mode():
+        x = torch.as_tensor(obs, device=device).unsqueeze(0)
+        return filtering.observe(x) if filtering is not None else model.encode(x)
+
+
+def plan_step(
+    planner: Planner, obs: np.ndarray, generator: torch.Generator, device: torch.device
+) -> tuple[Plan, torch.Tensor]:
     """Encode one observation (obs_dim,) and plan: what a controller waits for at each step.
+    Returns the plan and the latent it started from (1, Z).
 
     Gradient-free planners run under inference mode; gradient planners get a normal tensor z so
     that autograd can differentiate with respect to their actions.
     """
-    with torch.inference_mode():
-        z = planner.model.encode(torch.as_tensor(obs, device=device).unsqueeze(0))
+    z = observe(planner.model, obs, device)
     if planner.uses_gradients:
-        return planner.plan(z.clone(), generator)  # a clone outside inference mode is a normal tensor
+        return planner.plan(z.clone(), generator), z  # a clone outside inference mode is a normal tensor
     with torch.inference_mode():
-        return planner.plan(z, generator)
+        return planner.plan(z, generator), z
 
 
-def _prediction(planner: Planner, obs: np.ndarray, plan: Plan, device: torch.device) -> tuple:
-    """(predicted return, predicted discounted reward sum) of the executed plan, for the
-    model-exploitation metric: `predict_plan` on the plan's sequence when the planner gives one,
-    else its own numbers. Outside the timed region, and its model evaluations are not counted."""
+def _prediction(planner: Planner, z: torch.Tensor, plan: Plan) -> tuple:
+    """(predicted return, predicted discounted reward sum) of the executed plan from its latent z
+    (1, Z), for the model-exploitation metric: `predict_plan` on the plan's sequence when the planner
+    gives one, else its own numbers. Outside the timed region, and its model evaluations are not counted."""
     if plan.sequence is None:
         return plan.predicted_return, plan.predicted_rewards
     model = planner.model
     counted, work = model.model_evals, dict(getattr(model, "work", {}))
     with torch.inference_mode():
-        z = model.encode(torch.as_tensor(obs, device=device).unsqueeze(0))
         prediction = predict_plan(model, z, plan.sequence.detach())
     model.model_evals = counted
     if work:
@@ -109,6 +120,9 @@ def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> 
     timer = StepTimer(device)
     obs = env.reset(seed)
     planner.reset()
+    filtering = as_recurrent(model)
+    if filtering is not None:  # a blank history; the filter draws from the episode's generator
+        filtering.begin_episode(generator)
     latencies: list[float] = []
     evals: list[int] = []
     rewards: list[float] = []
@@ -121,9 +135,11 @@ def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> 
     for step in range(env.episode_length):
         evals_before, work_before = model.model_evals, dict(work)
         t0 = timer.now()
-        plan = plan_step(planner, obs, generator, device)
+        plan, z = plan_step(planner, obs, generator, device)
         action = plan.action.detach().cpu().numpy()
         latencies.append((timer.now() - t0) * 1e3)
+        if filtering is not None:  # the next filtering step conditions on what was executed
+            filtering.executed(plan.action)
         evals.append(model.model_evals - evals_before)
         for key, done in work_done.items():
             done.append(work[key] - work_before[key])
@@ -137,7 +153,7 @@ def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> 
             break
         for key in counts:
             counts[key] += int(plan.info.get(key, 0))
-        predicted_return, predicted_sum = _prediction(planner, obs, plan, device)
+        predicted_return, predicted_sum = _prediction(planner, z, plan)
         predicted.append(_finite_or_none(predicted_return))
         predicted_rewards.append(_finite_or_none(predicted_sum))
         rewards.append(result.reward)

@@ -20,7 +20,13 @@ import torch
 
 import benchctl
 from benchctl import machine
-from benchctl.agents import CheckpointInfo, describe_checkpoint, load_checkpoint
+from benchctl.agents import (
+    CheckpointInfo,
+    describe_checkpoint,
+    load_checkpoint,
+    planner_defaults,
+    planning_discount,
+)
 from benchctl.errors import BenchctlError
 from benchctl.evaluate import episode_seed, run_episode
 from benchctl.planners.base import config_dict, make_planner, parse_set, planner_class, resolve_config
@@ -49,6 +55,20 @@ class PlannerSpec:
     point: dict[str, Any] | None = None
     grid: dict[str, list] | None = None
     match: dict[str, Any] | None = None
+    # options the user chose (--set, a sweep point, a match): an agent family's defaults never replace them
+    chosen: frozenset[str] | None = frozenset()  # None: every option is chosen
+
+    def for_family(self, family: str) -> PlannerSpec:
+        """This planner with `family`'s settings for every option the user left unset (Dreamer: Dream-MPC
+        Tab. 16), checked as `--set` values are; the spec itself where the family has none."""
+        if self.chosen is None:
+            return self
+        defaults = {k: v for k, v in planner_defaults(family, self.name).items() if k not in self.chosen}
+        if not defaults:
+            return self
+        overrides = {k: str(v) for k, v in config_dict(self.config).items() if k in self.chosen}
+        config = resolve_config(self.name, {k: str(v) for k, v in defaults.items()} | overrides)
+        return dataclasses.replace(self, config=config)
 
     @property
     def config_dict(self) -> dict:
@@ -212,7 +232,7 @@ def resolve_planners(names: list[str], set_items: list[str]) -> list[PlannerSpec
     """Planner specs with `--set` applied: `key=v` to every planner having that option, `planner.key=v` to one."""
     names = list(dict.fromkeys(names))
     per_planner = planner_overrides(names, parse_set(set_items))
-    return [PlannerSpec(n, resolve_config(n, per_planner[n])) for n in names]
+    return [PlannerSpec(n, resolve_config(n, per_planner[n]), chosen=frozenset(per_planner[n])) for n in names]
 
 
 def check_device(device: str) -> torch.device:
@@ -226,7 +246,7 @@ def check_device(device: str) -> torch.device:
 def check_fits(agent: AgentSpec, info: CheckpointInfo) -> None:
     """The checkpoint's dims must match the task's env before any episode runs."""
     dims = info.dims
-    env = make_env(agent.task)
+    env = make_env(agent.task, family=info.family)
     env_shape = tuple(getattr(env, "obs_shape", ()))
     if dims.obs_kind == "rgb" and not env_shape:
         raise BenchctlError(
@@ -324,10 +344,10 @@ def _header(
         "model_size": info.model_size,
         "observations": info.dims.obs_kind,  # state or rgb
         # pixel agents: encode() randomly shifts each observation (the official evaluation) unless turned off
-        "augment": request.augment if info.dims.obs_kind == "rgb" else None,
+        "augment": request.augment if info.dims.obs_kind == "rgb" and info.family != "dreamer" else None,
         "model_params": info.num_params,
         "dims": info.as_dict()["dims"],
-        "discount": agent.task.discount,
+        "discount": planning_discount(info.family, agent.task.discount),
         "episode_length": agent.task.episode_length,
         "action_repeat": agent.task.action_repeat,
         "normalization": agent.task.normalization,
@@ -355,7 +375,7 @@ def run(request: EvalRequest, reporter: Reporter) -> list[CellResult]:
         check_fits(agent, info)
         run_name = (request.run or "{family}").replace("{family}", info.family)
         opened = []
-        for spec in request.planners:
+        for spec in (spec.for_family(info.family) for spec in request.planners):
             path = cell_path(
                 request.out, run_name, request.suite.name, agent.task.name, spec.name, spec.config_dict, agent.seed
             )
@@ -380,10 +400,11 @@ def run(request: EvalRequest, reporter: Reporter) -> list[CellResult]:
             if missing:
                 if model is None:  # loaded only when something is left to run
                     model = load_checkpoint(agent.checkpoint, device=str(device))
-                    model.discount = agent.task.discount
-                    model.augment = request.augment
+                    model.discount = planning_discount(model.family, agent.task.discount)
+                    if hasattr(model, "augment"):  # TD-MPC2 pixel agents' random shift
+                        model.augment = request.augment
                 planner = make_planner(spec.name, model, spec.config)
-                env = make_env(agent.task, seed=agent.seed)
+                env = make_env(agent.task, seed=agent.seed, family=model.family)
                 for index in missing:
                     seed = episode_seed(agent.seed, index)
                     record = {"type": "episode", "episode": index, "env_seed": seed}

@@ -88,8 +88,10 @@ def load_suite(name: str) -> Suite:
     return Suite(name=name, description=data.get("description", ""), tasks=tasks)
 
 
-def make_env(task: Task, seed: int = 0):
-    """The adapter for `task`, imported lazily so a suite's simulator loads only when used."""
+def make_env(task: Task, seed: int = 0, family: str = "tdmpc2"):
+    """The adapter for `task`, imported lazily so a suite's simulator loads only when used. `family`:
+    the agent family, where it decides how observations look (pixels: TD-MPC2's 3 stacked 64x64
+    renders, or Dreamer's one resized frame)."""
     if task.env == "dmc":
         from benchctl.envs.dmc import DMCEnv
 
@@ -101,7 +103,14 @@ def make_env(task: Task, seed: int = 0):
     if task.env == "dmc-pixels":
         from benchctl.envs.dmc_pixels import PixelDMCEnv
 
-        return PixelDMCEnv(task.params["domain"], task.params["task"], task.episode_length, task.action_repeat, seed)
+        return PixelDMCEnv(
+            task.params["domain"],
+            task.params["task"],
+            task.episode_length,
+            task.action_repeat,
+            seed,
+            protocol="dreamer" if family == "dreamer" else "tdmpc2",
+        )
     if task.env == "metaworld":
         from benchctl.envs.metaworld import MetaWorldEnv
 

@@ -63,7 +63,9 @@ def expand(names: list[str], grid_items: list[str], set_items: list[str]) -> lis
                     typed_grid[k].append(v)
             points.append((config, point))
         for config, point in points:
-            specs.append(PlannerSpec(name, config, point=point, grid={f"{name}.{k}": v for k, v in typed_grid.items()}))
+            grid_of = {f"{name}.{k}": v for k, v in typed_grid.items()}
+            chosen = frozenset(fixed[name]) | frozenset(point)
+            specs.append(PlannerSpec(name, config, point=point, grid=grid_of, chosen=chosen))
         if len(specs) > MAX_POINTS:
             raise BenchctlError(f"--grid: {len(specs)}+ points; a sweep takes at most {MAX_POINTS}, narrow the grid")
     return specs

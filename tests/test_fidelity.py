@@ -42,7 +42,7 @@ def test_exploitation_data_is_the_models_prediction_for_the_executed_plan(name):
     assert plan.sequence is not None and plan.sequence.shape == (3, 1)
     assert torch.equal(plan.sequence[0], plan.action) or name == "mppi"  # MPPI may add execution noise
     counted = model.model_evals
-    predicted_return, predicted_rewards = _prediction(planner, OBS, plan, torch.device("cpu"))
+    predicted_return, predicted_rewards = _prediction(planner, z, plan)
     assert model.model_evals == counted  # the metric's rollout is not the planner's work
     assert predicted_rewards == pytest.approx(by_hand(model, plan.sequence), abs=1e-6)
     assert predicted_return == pytest.approx(predicted_rewards, abs=1e-6)  # the analytic value heads are zero

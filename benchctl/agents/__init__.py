@@ -1,7 +1,26 @@
 """Agent families: world models that planners plan with."""
 
+from typing import Any
+
 from benchctl.agents.base import CheckpointInfo, ModelDims, WorldModel
 from benchctl.agents.checkpoint import describe_checkpoint, load_checkpoint, load_checkpoint_with_info
+from benchctl.agents.dreamer_world import DreamerWorldModel
+
+# Per family: what its planners run where the user sets nothing else (the family's papers' settings).
+_FAMILY_MODELS: dict[str, Any] = {"dreamer": DreamerWorldModel}
+_PLANNER_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {"dreamer": DreamerWorldModel.planner_defaults}
+
+
+def planning_discount(family: str, task_discount: float) -> float:
+    """The discount a family plans with: the task's (TD-MPC2's heuristic from the episode length) unless
+    the family fixes its own (Dreamer: 0.99, Dream-MPC Tab. 16)."""
+    return float(getattr(_FAMILY_MODELS.get(family), "fixed_discount", None) or task_discount)
+
+
+def planner_defaults(family: str, planner: str) -> dict[str, Any]:
+    """Option values `family` gives `planner` by default ({} where the planner's own defaults hold)."""
+    return dict(_PLANNER_DEFAULTS.get(family, {}).get(planner, {}))
+
 
 __all__ = [
     "CheckpointInfo",
@@ -10,4 +29,6 @@ __all__ = [
     "describe_checkpoint",
     "load_checkpoint",
     "load_checkpoint_with_info",
+    "planner_defaults",
+    "planning_discount",
 ]

@@ -7,7 +7,7 @@ A the action size. Planners see only this protocol, never observations after `en
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 import torch
 
@@ -69,6 +69,32 @@ class WorldModel(Protocol):
         ...
 
 
+@runtime_checkable
+class RecurrentWorldModel(WorldModel, Protocol):
+    """A world model whose latent summarizes the history (Dreamer's RSSM): during an episode it
+    filters instead of encoding each observation alone. The episode loop calls `begin_episode` at a
+    reset, `observe` on every observation, and `executed` with each action sent to the environment."""
+
+    recurrent: bool  # True
+
+    def begin_episode(self, generator: torch.Generator) -> None:
+        """Blank history; the filter's random draws come from `generator`."""
+        ...
+
+    def observe(self, obs: torch.Tensor) -> torch.Tensor:
+        """(1, *obs_shape) -> z (1, Z), after the previous executed action."""
+        ...
+
+    def executed(self, action: torch.Tensor) -> None:
+        """The action (A,) sent to the environment after the last observe()."""
+        ...
+
+
+def as_recurrent(model: object) -> RecurrentWorldModel | None:
+    """The model as a RecurrentWorldModel when it filters (declares `recurrent = True`), else None."""
+    return cast(RecurrentWorldModel, model) if getattr(model, "recurrent", False) else None
+
+
 @dataclass(frozen=True)
 class ModelDims:
     """Architecture read off a checkpoint's tensor shapes."""
@@ -102,7 +128,7 @@ class CheckpointInfo:
     model_size: str
     dims: ModelDims
     num_params: int
-    log_std_bounds: tuple[float, float]
+    log_std_bounds: tuple[float, float] | None  # None: the family's actor has no log-std bounds (Dreamer)
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def as_dict(self) -> dict:

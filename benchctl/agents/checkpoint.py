@@ -15,11 +15,15 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 
 from benchctl.agents.base import CheckpointInfo, ModelDims
 from benchctl.agents.bmpc import BMPCModel
+from benchctl.agents.dreamer import PARTS, is_dreamer, load_dreamer
+from benchctl.agents.dreamer import infer_dims as dreamer_dims
+from benchctl.agents.dreamer_world import DreamerWorldModel
 from benchctl.agents.tdmpc2 import TDMPC2Model
 from benchctl.errors import BenchctlError
 
@@ -68,12 +72,10 @@ def read_blob(path: str | Path) -> object:
 
 def read_state_dict(path: str | Path) -> dict:
     """The raw `model` state dict of a checkpoint file, or a BenchctlError saying what the file is."""
-    blob = read_blob(path)
-    if isinstance(blob, dict) and "transition_model" in blob and "actor_model" in blob:
-        raise BenchctlError(
-            f"{path} is a Dreamer (dreamer-pytorch) checkpoint: `benchctl inspect` reads and verifies it; "
-            "planning on Dreamer agents is not supported yet, pass a TD-MPC2/BMPC checkpoint"
-        )
+    return _state_dict_of(path, read_blob(path))
+
+
+def _state_dict_of(path: str | Path, blob: object) -> dict:
     state = blob.get("model", blob) if isinstance(blob, dict) else None
     if not isinstance(state, dict) or not any(isinstance(k, str) and k.startswith("_encoder.") for k in state):
         raise BenchctlError(
@@ -203,8 +205,12 @@ _BOUNDS = {"tdmpc2": (-10.0, 12.0), "bmpc": (-3.0, 4.0)}  # (log_std_min, log_st
 
 
 def _read(path: Path) -> tuple[dict, CheckpointInfo]:
-    """(state dict in the current layout, what the file is) without building a model."""
-    raw = read_state_dict(path)
+    """(state dict in the current layout, or a dreamer-pytorch file's dict of state dicts; what the
+    file is) without building a model."""
+    blob = read_blob(path)
+    if is_dreamer(blob):
+        return cast(dict, blob), _dreamer_info(path, cast(dict, blob))
+    raw = _state_dict_of(path, blob)
     layout = detect_layout(raw)
     state = to_current_layout(raw, layout)
     family, dims = infer_dims(state)
@@ -224,6 +230,41 @@ def _read(path: Path) -> tuple[dict, CheckpointInfo]:
     return state, info
 
 
+def _dreamer_info(path: Path, blob: dict) -> CheckpointInfo:
+    d = dreamer_dims(blob)
+    for part in PARTS:
+        if isinstance(blob.get(part), dict):
+            _check_finite(path, blob[part])
+    dims = ModelDims(
+        obs_dim=int(torch.Size(d.obs_shape).numel()),
+        action_dim=d.action_dim,
+        latent_dim=d.belief + d.state,  # planners see [belief, state]
+        enc_dim=d.embedding,
+        mlp_dim=d.hidden,
+        num_enc_layers=3 if d.symbolic else 4,
+        num_value_heads=1,
+        num_bins=0,  # rewards and values are scalars
+        obs_shape=() if d.symbolic else d.obs_shape,
+        num_channels=0 if d.symbolic else 32,
+    )
+    return CheckpointInfo(
+        path=str(path),
+        sha256=sha256_of(path),
+        family="dreamer",
+        layout="dreamer-pytorch",
+        model_size=f"belief {d.belief}, state {d.state}, hidden {d.hidden}, embedding {d.embedding}",
+        dims=dims,
+        num_params=sum(
+            v.numel()
+            for part in PARTS
+            for v in blob[part].values()
+            if isinstance(v, torch.Tensor) and v.is_floating_point()
+        ),
+        log_std_bounds=None,
+        notes=("RSSM: GRU belief and a Gaussian state; filtered on observations, the prior imagines",),
+    )
+
+
 def _check_finite(path: Path, state: dict) -> None:
     """NaN/inf weights would reach the simulator as actions (MuJoCo's PhysicsError): refuse them at load."""
     for key, tensor in state.items():
@@ -240,10 +281,13 @@ def describe_checkpoint(path: str | Path) -> CheckpointInfo:
     return _read(Path(path))[1]
 
 
-def load_checkpoint_with_info(path: str | Path, device: str = "cpu") -> tuple[TDMPC2Model, CheckpointInfo]:
+def load_checkpoint_with_info(path: str | Path, device: str = "cpu") -> tuple[Any, CheckpointInfo]:
     """Build the world model a checkpoint describes, load its weights, freeze it."""
     path = Path(path)
     state, info = _read(path)
+    if info.family == "dreamer":
+        return DreamerWorldModel(load_dreamer(path, state)).freeze().to(device), info
+    assert info.log_std_bounds is not None
     lo, hi = info.log_std_bounds
     if info.family == "bmpc":
         expl_lo = float(state.get("expl_log_std_min", -2))
@@ -266,6 +310,7 @@ def load_checkpoint_with_info(path: str | Path, device: str = "cpu") -> tuple[TD
     return model.freeze().to(device), info
 
 
-def load_checkpoint(path: str | Path, device: str = "cpu") -> TDMPC2Model:
-    """The world model of an official TD-MPC2 or BMPC checkpoint, frozen, on `device`."""
+def load_checkpoint(path: str | Path, device: str = "cpu") -> Any:
+    """The world model of an official TD-MPC2 or BMPC checkpoint or a dreamer-pytorch one, frozen,
+    on `device` (TDMPC2Model, BMPCModel or DreamerWorldModel: each a WorldModel)."""
     return load_checkpoint_with_info(path, device)[0]

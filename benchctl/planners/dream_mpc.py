@@ -15,7 +15,15 @@ from dataclasses import dataclass
 import torch
 
 from benchctl.planners.base import Plan, Planner, option, register
-from benchctl.planners.rollout import gradient_ascent, policy_rollout, shift, terminal_action
+from benchctl.planners.rollout import (
+    discounted_sum,
+    estimate_return,
+    gradient_ascent,
+    latent_rollout,
+    policy_rollout,
+    shift,
+    terminal_action,
+)
 
 
 @dataclass
@@ -37,6 +45,12 @@ class DreamMPCConfig:
     )
     uncertainty_grad: bool = option(
         False, "differentiate the uncertainty penalty (Eq. 6 literally); code default: rank only"
+    )
+    proposal_noise: float | None = option(
+        None,
+        "None: N policy rollouts (Eq. 2); sigma_a: one policy rollout plus N(0, sigma_a^2) noise per candidate "
+        "(Eq. 15, the Dreamer variant; Tab. 16: 0.2)",
+        at_least=0.0,
     )
     grad_clip_norm: float = option(
         20.0, "global L2 clip of the (H, N, A) action gradient (authors' code reuses the training clip)"
@@ -98,31 +112,34 @@ class DreamMPCPlanner(Planner):
         plus gamma^H value_avg(z_H, pi(z_H)) - lambda u(z_H, pi(z_H)). z: (N, Z), actions: (H, N, A).
         The terminal policy noise is one draw shared by all candidates."""
         model, lam = self.model, self.lambda_unc
-        ret, weight = torch.zeros(actions.shape[1], device=z.device), 1.0
-        latents = []
-        for a in actions:
-            z, reward = model.step(z, a)
-            ret = ret + weight * reward.squeeze(1)
-            weight *= model.discount
-            latents.append(z)
-        self.last_reward_sums = ret.detach()  # (N,), kept for the exploitation metric
+        rewards, latents = latent_rollout(model, z, actions)
+        self.last_reward_sums = discounted_sum(rewards, model.discount).detach()  # (N,), for the exploitation metric
+        z = latents[-1]
         final_action = terminal_action(model, z, generator, shared_noise=True)
-        ret = ret + weight * model.value_avg(z, final_action, generator).squeeze(1)
+        terminal = model.value_avg(z, final_action, generator).squeeze(1)
+        ret = estimate_return(model, rewards, latents, terminal, model.discount)  # Dreamer: Vλ (Alg. 3)
         if not lam:
             return ret
         # All H + 1 uncertainty points in one ensemble pass: (z_{h+1}, a_h) for each h, then (z_H, pi(z_H)).
         with torch.enable_grad() if self.config.uncertainty_grad else torch.no_grad():
-            points = torch.cat([*latents, z])
+            points = torch.cat([*latents, z])  # z_1..z_H, then z_H again with pi(z_H)
             point_actions = torch.cat([*actions, final_action]) if final_action is not None else None
             penalty = uncertainty(model, points, point_actions).view(len(actions) + 1, -1).sum(0)
         self.last_penalty = penalty.detach()
         return ret - lam * penalty
 
     def initial_candidates(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Policy proposals (Eq. 2) mixed with the shifted previous candidates (Eq. 3): (H, N, A)."""
+        """Policy proposals (Eq. 2, or Eq. 15's perturbed single rollout) mixed with the shifted
+        previous candidates (Eq. 3): (H, N, A)."""
         cfg = self.config
         with torch.no_grad():
-            proposals = policy_rollout(self.model, z.expand(cfg.candidates, -1), cfg.horizon, generator)
+            if cfg.proposal_noise is None:
+                proposals = policy_rollout(self.model, z.expand(cfg.candidates, -1), cfg.horizon, generator)
+            else:
+                rollout = policy_rollout(self.model, z, cfg.horizon, generator)  # (H, 1, A)
+                shape = (cfg.horizon, cfg.candidates, self.model.action_dim)
+                noise = torch.randn(shape, generator=generator, device=z.device)
+                proposals = rollout + cfg.proposal_noise * noise
         if self._previous is None or cfg.reuse == 0:
             return proposals
         return cfg.reuse * shift(self._previous, "duplicate") + (1 - cfg.reuse) * proposals

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from benchctl.planners.base import Plan, Planner, option, register
-from benchctl.planners.rollout import policy_rollout, reward_sum, terminal_value
+from benchctl.planners.rollout import estimate_return, latent_rollout, policy_rollout, terminal_value
 
 
 @dataclass
@@ -146,12 +146,14 @@ class MPPIPlanner(Planner):
         return {"iterations": effective_iterations(config, action_dim)}  # +2 where A >= 20 (TD-MPC2)
 
     def estimate_value(self, z: torch.Tensor, actions: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Discounted H-step model return plus the terminal value (`_estimate_value`).
+        """Discounted H-step model return plus the terminal value (`_estimate_value`; the family's
+        return estimate, estimate_return).
 
         z: (N, Z), the start latent per candidate; actions: (H, N, A) -> values (N,).
         """
-        ret, z_end = reward_sum(self.model, z, actions, self.model.discount)
-        return ret + self.model.discount ** len(actions) * terminal_value(self.model, z_end, generator)
+        rewards, latents = latent_rollout(self.model, z, actions)
+        terminal = terminal_value(self.model, latents[-1], generator)
+        return estimate_return(self.model, rewards, latents, terminal, self.model.discount)
 
     def plan(self, z: torch.Tensor, generator: torch.Generator) -> Plan:
         cfg, model = self.config, self.model

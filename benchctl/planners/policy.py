@@ -1,4 +1,4 @@
-"""The policy prior alone: execute its deterministic mean action, no planning."""
+"""The policy prior alone: execute its deterministic evaluation action, no planning."""
 
 from __future__ import annotations
 
@@ -7,20 +7,20 @@ from dataclasses import dataclass
 import torch
 
 from benchctl.planners.base import Plan, Planner, register
+from benchctl.planners.rollout import evaluation_action
 
 
 @dataclass
 class PolicyConfig:
-    """No options: the action is the mean of pi(z) (tanh(mu) for TD-MPC2 and BMPC)."""
+    """No options: the family's evaluation action (TD-MPC2, BMPC: the mean tanh(mu); Dreamer: the mode of
+    100 actor samples, dreamer-pytorch's `get_action(det=True)`)."""
 
 
 @register
 class PolicyPlanner(Planner):
     name = "policy"
-    paper = "the agent's policy prior pi(z), mean action (TD-MPC2 / BMPC)"
+    paper = "the agent's policy prior pi(z), its evaluation action (TD-MPC2 / BMPC mean; Dreamer actor mode)"
     Config = PolicyConfig
 
     def plan(self, z: torch.Tensor, generator: torch.Generator) -> Plan:
-        # eps = 0: the mean needs no noise, and the generator is left untouched.
-        _, mean, _ = self.model.policy(z, eps=torch.zeros(z.shape[0], self.model.action_dim, device=z.device))
-        return Plan(action=mean[0].clamp(-1, 1))
+        return Plan(action=evaluation_action(self.model, z, generator)[0].clamp(-1, 1))

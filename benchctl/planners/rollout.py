@@ -6,8 +6,9 @@ Shapes: z (N, Z) start latents (often one latent expanded over N candidates), ac
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 
@@ -42,6 +43,70 @@ def reward_sum(
     return total, z
 
 
+def latent_rollout(model: WorldModel, z: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rewards (H, N), latents z_1..z_H (H, N, Z)) of open-loop actions (H, N, A) from z (N, Z)."""
+    rewards, latents = [], []
+    for a in actions:
+        z, reward = model.step(z, a)
+        rewards.append(reward.squeeze(1))
+        latents.append(z)
+    return torch.stack(rewards), torch.stack(latents)
+
+
+def return_lambda(model: WorldModel) -> float:
+    """The lambda of the family's return estimate: 1 (TD-MPC2, BMPC: rewards plus the terminal value)
+    unless the model declares its own (Dreamer's Vλ: 0.95)."""
+    return float(getattr(model, "return_lambda", 1.0))
+
+
+def discounted_sum(rewards: torch.Tensor, discount: float) -> torch.Tensor:
+    """sum_h discount^h rewards[h]: (H, N) -> (N,)."""
+    return lambda_return(rewards, None, torch.zeros_like(rewards[0]), discount, 1.0)
+
+
+def lambda_return(
+    rewards: torch.Tensor, values: torch.Tensor | None, bootstrap: torch.Tensor, discount: float, lam: float
+) -> torch.Tensor:
+    """The lambda-return of the first step (N,), Dream-MPC Eq. 14 as dreamer-pytorch computes it:
+    G_h = r_h + discount ((1 - lam) v_{h+1} + lam G_{h+1}), with v_H = G_H = `bootstrap` (N,).
+
+    rewards (H, N); values (H, N) at the states reached by each step (only values[1:] are read;
+    None when lam == 1, where G_0 = sum_h discount^h r_h + discount^H bootstrap)."""
+    if lam == 1.0:  # summed forward, in the order the planners always have (bit-identical returns)
+        total, weight = torch.zeros_like(bootstrap), 1.0
+        for reward in rewards:
+            total = total + weight * reward
+            weight *= discount
+        return total + discount ** rewards.shape[0] * bootstrap
+    last = bootstrap
+    for h in reversed(range(rewards.shape[0])):
+        next_value = bootstrap if h + 1 == rewards.shape[0] else cast(torch.Tensor, values)[h + 1]
+        last = rewards[h] + discount * ((1 - lam) * next_value + lam * last)
+    return last
+
+
+def estimate_return(
+    model: WorldModel,
+    rewards: torch.Tensor,
+    latents: torch.Tensor,
+    terminal: torch.Tensor,
+    discount: float,
+) -> torch.Tensor:
+    """The family's return estimate of a rollout (N,): rewards (H, N) and latents (H, N, Z) from
+    latent_rollout, `terminal` (N,) the value of z_H. TD-MPC2/BMPC: sum_h gamma^h r_h + gamma^H
+    terminal; Dreamer: Vλ over the reached states, which needs v at each of them (V heads only)."""
+    lam = return_lambda(model)
+    values = None
+    if lam != 1.0 and rewards.shape[0] > 1:
+        if model.value_uses_action:
+            raise ValueError("a lambda-return needs V(z) heads; Q(z, a) families use lambda 1")
+        H, N = rewards.shape
+        # values[h] = v(z_{h+1}); row 0 is never read and z_H's value is `terminal`
+        middle = model.value_avg(latents[1:-1].reshape((H - 2) * N, -1)).reshape(H - 2, N) if H > 2 else None
+        values = torch.cat([terminal[None], *([] if middle is None else [middle]), terminal[None]])
+    return lambda_return(rewards, values, terminal, discount, lam)
+
+
 def terminal_action(
     model: WorldModel, z: torch.Tensor, generator: torch.Generator, shared_noise: bool = False
 ) -> torch.Tensor | None:
@@ -72,27 +137,50 @@ def open_loop_return(
     use_value: bool = False,
     discounted: bool = False,
 ) -> torch.Tensor:
-    """Return of each open-loop plan (N,): reward sum, optionally plus discount^H times the terminal value."""
+    """Return of each open-loop plan (N,): the reward sum, or with `use_value` the family's return
+    estimate with the terminal value (estimate_return)."""
     gamma = model.discount if discounted else 1.0
-    total, z_end = reward_sum(model, z, actions, gamma)
-    if use_value:
-        total = total + model.discount ** actions.shape[0] * terminal_value(model, z_end, generator)
-    return total
+    if not use_value:
+        return reward_sum(model, z, actions, gamma)[0]
+    rewards, latents = latent_rollout(model, z, actions)
+    return estimate_return(model, rewards, latents, terminal_value(model, latents[-1], generator), gamma)
 
 
 @torch.no_grad()
 def predict_plan(model: WorldModel, z: torch.Tensor, sequence: torch.Tensor) -> tuple[float, float]:
-    """The model's prediction for an executed open-loop plan: (discounted reward sum plus
-    gamma^H times the terminal value, discounted reward sum alone).
+    """The model's prediction for an executed open-loop plan: (its return estimate with the terminal
+    value, the discounted reward sum alone).
 
     z: (1, Z), sequence: (H, A). Deterministic, so it leaves every generator alone: the terminal
-    value is the mean over all value heads at the policy's mean action (V heads: at z_H).
+    value is the mean over all value heads at the policy's mean action (V heads: at z_H), and a model
+    with stochastic imagination imagines with its means (`deterministic()`).
     """
-    rewards, z_end = reward_sum(model, z, sequence.unsqueeze(1), model.discount)
-    action = model.policy(z_end, eps=torch.zeros(1, model.action_dim, device=z.device))[1]
-    value = model.value(z_end, action if model.value_uses_action else None).mean(0).squeeze()
-    total = rewards.squeeze() + model.discount ** len(sequence) * value
-    return float(total), float(rewards.squeeze())
+    with getattr(model, "deterministic", nullcontext)():
+        rewards, latents = latent_rollout(model, z, sequence.unsqueeze(1))
+        z_end = latents[-1]
+        action = model.policy(z_end, eps=torch.zeros(1, model.action_dim, device=z.device))[1]
+        value = model.value(z_end, action if model.value_uses_action else None).mean(0).squeeze(-1)
+        total = _mean_value_return(model, rewards, latents, value)
+    return float(total.squeeze()), float(discounted_sum(rewards, model.discount).squeeze())
+
+
+def _mean_value_return(model: WorldModel, rewards: torch.Tensor, latents: torch.Tensor, terminal: torch.Tensor):
+    """estimate_return with every value head averaged (no random head draw)."""
+    lam = return_lambda(model)
+    values = None
+    if lam != 1.0 and rewards.shape[0] > 1:
+        H, N = rewards.shape
+        values = model.value(latents.reshape(H * N, -1)).mean(0).reshape(H, N)
+    return lambda_return(rewards, values, terminal, model.discount, lam)
+
+
+def evaluation_action(model: WorldModel, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The family's deterministic evaluation action (B, A): its own `act` where it has one (Dreamer:
+    the mode of 100 actor samples), else the policy mean tanh(mu) (TD-MPC2, BMPC), drawing nothing."""
+    act = getattr(model, "act", None)
+    if act is not None:
+        return act(z, generator)
+    return model.policy(z, eps=torch.zeros(z.shape[0], model.action_dim, device=z.device))[1]
 
 
 def shift(plan: torch.Tensor, fill: str = "duplicate") -> torch.Tensor:

@@ -296,7 +296,7 @@ class Trainer:
                 if self.step < self.seed_steps:
                     action = torch.rand(self.env.action_dim, generator=self.generator).numpy() * 2 - 1
                 else:
-                    plan = plan_step(self.acting, obs, self.generator, device)
+                    plan, _ = plan_step(self.acting, obs, self.generator, device)
                     action = plan.action.detach().numpy()
                     if self.imitates and plan.distribution is not None:
                         expert = torch.cat(plan.distribution).detach().numpy()
