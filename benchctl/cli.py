@@ -682,7 +682,7 @@ def profile_command(
     except ValueError:
         raise BenchctlError(f"--size {size}: give official sizes separated by commas, e.g. 1,5") from None
     request = latency.ProfileRequest(
-        configs={s.name: s.config for s in execute.resolve_planners(names, set_ or [])},
+        planners=execute.resolve_planners(names, set_ or []),
         checkpoints=list(checkpoint or []),
         sizes=sizes,
         obs_dim=obs_dim,

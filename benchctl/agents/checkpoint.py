@@ -252,7 +252,7 @@ def _dreamer_info(path: Path, blob: dict) -> CheckpointInfo:
         sha256=sha256_of(path),
         family="dreamer",
         layout="dreamer-pytorch",
-        model_size=f"belief {d.belief}, state {d.state}, hidden {d.hidden}, embedding {d.embedding}",
+        model_size=f"b{d.belief} s{d.state} h{d.hidden} e{d.embedding}",  # belief, state, hidden, embedding
         dims=dims,
         num_params=sum(
             v.numel()

@@ -199,12 +199,16 @@ class DreamerWorldModel(nn.Module):
         self.work["policy"] += z.shape[0]
         mu, std = self.net.actor(*self._split(z))
         noise = torch.randn((self.mode_samples, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
-        pre = mu + std * noise  # (S, B, A) pre-tanh samples
-        # log density of tanh(pre): Normal log-prob minus log|d tanh/dx| = 2 (log 2 - x - softplus(-2x))
-        log_prob = -0.5 * noise**2 - std.log() - 0.5 * math.log(2 * math.pi)
-        log_prob = log_prob - 2 * (math.log(2) - pre - nn.functional.softplus(-2 * pre))
+        samples = torch.tanh(mu + std * noise)  # (S, B, A)
+        # The density of each sample as dreamer-pytorch's TanhBijector computes it: back through a
+        # clamped atanh (saturated samples all map to atanh(0.99999997)), Normal log-prob minus
+        # log|d tanh/dx| = 2 (log 2 - x - softplus(-2x)).
+        clamped = samples.clamp(-0.99999997, 0.99999997)
+        x = 0.5 * torch.log((1 + clamped) / (1 - clamped))
+        log_prob = -((x - mu) ** 2) / (2 * std**2) - std.log() - 0.5 * math.log(2 * math.pi)
+        log_prob = log_prob - 2 * (math.log(2) - x - nn.functional.softplus(-2 * x))
         best = log_prob.sum(-1).argmax(0)  # (B,)
-        return torch.tanh(pre[best, torch.arange(pre.shape[1], device=pre.device)])
+        return samples[best, torch.arange(samples.shape[1], device=samples.device)]
 
     def freeze(self) -> DreamerWorldModel:
         self.eval()

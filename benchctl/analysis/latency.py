@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from benchctl.agents.base import as_recurrent
 from benchctl.errors import BenchctlError
 from benchctl.evaluate import plan_step
 from benchctl.planners.base import config_dict, make_planner, resolve_config
@@ -85,8 +86,17 @@ def profile_planner(
     planner = make_planner(name, model, config)
     generator = torch.Generator(device=device).manual_seed(0)
     cuda = device.type == "cuda"
+    filtering = as_recurrent(model)
+    if filtering is not None:  # a recurrent model filters the observations as in an episode
+        filtering.begin_episode(generator)
+
+    def step(obs: np.ndarray) -> None:
+        plan, _ = plan_step(planner, obs, generator, device)
+        if filtering is not None:
+            filtering.executed(plan.action)
+
     for i in range(warmup):
-        plan_step(planner, observations[i % len(observations)], generator, device)
+        step(observations[i % len(observations)])
     if cuda:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -100,13 +110,13 @@ def profile_planner(
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             torch.cuda.synchronize(device)
             start.record()
-            plan_step(planner, obs, generator, device)
+            step(obs)
             end.record()
             torch.cuda.synchronize(device)
             times.append(start.elapsed_time(end))
         else:
             t0 = time.perf_counter()
-            plan_step(planner, obs, generator, device)
+            step(obs)
             times.append((time.perf_counter() - t0) * 1e3)
     evals = (model.model_evals - evals_before) / calls
     if cuda:
@@ -144,6 +154,13 @@ def sweep_config(name: str, dimension: str, value: int, base: dict[str, str]):
     return resolve_config(name, overrides)
 
 
+def _family_base(family: str, planner: str) -> dict[str, str]:
+    """A family's planner settings (Dreamer: Tab. 16) as sweep_config overrides."""
+    from benchctl.agents import planner_defaults
+
+    return {k: str(v) for k, v in planner_defaults(family, planner).items()}
+
+
 def check_sweep(text: str) -> tuple[str, list[int]]:
     """'candidates=8,32,128' -> ('candidates', [8, 32, 128])."""
     key, sep, values = text.partition("=")
@@ -161,10 +178,10 @@ def check_sweep(text: str) -> tuple[str, list[int]]:
 
 @dataclass
 class ProfileRequest:
-    """What `benchctl profile` measures: planners (name -> resolved config) on checkpoints, or on
+    """What `benchctl profile` measures: planners (execute.PlannerSpec) on checkpoints, or on
     synthetic agents of official sizes, with optional scaling sweeps (check_sweep output)."""
 
-    configs: dict[str, object]
+    planners: list  # PlannerSpec: each planner's config, before an agent family's defaults
     checkpoints: list = field(default_factory=list)  # paths; empty: synthetic agents of `sizes`
     sizes: list[int] = field(default_factory=lambda: [5])
     obs_dim: int = 24
@@ -193,9 +210,13 @@ def _compiled(model, mode: str):
     return model
 
 
-def _observations(model) -> np.ndarray:
-    """32 fixed standard-normal observations (32, obs_dim) the timed steps cycle through."""
-    return np.random.default_rng(0).standard_normal((32, model.dims.obs_dim)).astype(np.float32)
+def _observations(dims) -> np.ndarray:
+    """32 fixed observations the timed steps cycle through: standard-normal vectors (32, obs_dim), or
+    uniform uint8 images (32, *obs_shape) for pixel agents. dims: the agent's ModelDims."""
+    rng = np.random.default_rng(0)
+    if dims.obs_shape:
+        return rng.integers(0, 256, (32, *dims.obs_shape), dtype=np.uint8)
+    return rng.standard_normal((32, dims.obs_dim)).astype(np.float32)
 
 
 def run_profile(request: ProfileRequest) -> dict:
@@ -210,16 +231,18 @@ def run_profile(request: ProfileRequest) -> dict:
     agents = []
     for path in request.checkpoints:
         model, info = load_checkpoint_with_info(path, device=str(request.device))
-        agents.append((model, f"{path.name} ({info.family}, size {info.model_size})"))
+        agents.append((model, f"{path.name} ({info.family}, size {info.model_size})", info.family, info.dims))
     if not request.checkpoints:
-        agents = [_synthetic(request, size, request.action_dim) for size in request.sizes]
+        for size in request.sizes:
+            model, label = _synthetic(request, size, request.action_dim)
+            agents.append((model, label, model.family, model.dims))
     rows = []
-    for model, label in agents:
+    for model, label, family, dims in agents:
         model = _compiled(model, request.compile_mode)
         model.discount = 0.99
-        for name, config in request.configs.items():
-            profile = profile_planner(model, name, config, _observations(model), request.device, request.calls)
-            rows.append({"agent": label} | profile.row())
+        for spec in (spec.for_family(family) for spec in request.planners):
+            profile = profile_planner(model, spec.name, spec.config, _observations(dims), request.device, request.calls)
+            rows.append({"agent": label, "family": family} | profile.row())
     sweep_rows: dict[str, list[dict]] = {}
     for dimension, values in request.sweeps:
         for value in values:
@@ -227,15 +250,19 @@ def run_profile(request: ProfileRequest) -> dict:
                 size = value if dimension == "size" else 5
                 model = _synthetic(request, size, value if dimension == "action_dim" else request.action_dim)[0]
                 model.discount = 0.99
-                configs = dict(request.configs)
+                dims = model.dims
+                configs = {spec.name: spec.config for spec in request.planners}
             else:
-                model = agents[0][0]
-                configs = {n: sweep_config(n, dimension, value, {}) for n in request.configs}
+                model, family, dims = agents[0][0], agents[0][2], agents[0][3]
+                configs = {
+                    spec.name: sweep_config(spec.name, dimension, value, _family_base(family, spec.name))
+                    for spec in request.planners
+                }
             for name, config in configs.items():
                 if config is None:
                     continue
                 p = profile_planner(
-                    model, name, config, _observations(model), request.device, max(3, request.calls // 4)
+                    model, name, config, _observations(dims), request.device, max(3, request.calls // 4)
                 )
                 sweep_rows.setdefault(dimension, []).append({"value": value} | p.row())
     return {
