@@ -383,7 +383,7 @@ class TrainProgress:
     def progress(self, step: int, info: dict) -> None:
         losses = ", ".join(
             f"{k.removesuffix('_loss')} {info[k]:.3f}"
-            for k in ("consistency_loss", "reward_loss", "value_loss")
+            for k in ("consistency_loss", "observation_loss", "kl_loss", "reward_loss", "value_loss")
             if k in info
         )
         self.view.update(
@@ -424,13 +424,17 @@ def _find_task(name: str, suite: str | None):
 def train_command(
     task: Annotated[str, typer.Option(help="task name, e.g. cartpole-swingup")],
     suite: Annotated[str | None, typer.Option(help="suite of the task [default: the first that has it]")] = None,
-    family: Annotated[str, typer.Option(help="agent family: tdmpc2 or bmpc")] = "tdmpc2",
+    family: Annotated[str, typer.Option(help="agent family: tdmpc2, bmpc or dreamer")] = "tdmpc2",
     size: Annotated[int, typer.Option(help="official model size: 1, 5, 19, 48 or 317 (millions of parameters)")] = 5,
-    dims: Annotated[str | None, typer.Option(help="enc,mlp,latent instead of --size, e.g. 128,128,64")] = None,
+    dims: Annotated[
+        str | None,
+        typer.Option(help="enc,mlp,latent instead of --size, e.g. 128,128,64 (dreamer: belief,state,hidden,embedding)"),
+    ] = None,
     steps: Annotated[int, typer.Option(min=1, max=10**9, help="environment steps (after action repeat)")] = 100_000,
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="training seed")] = 1,
     planner: Annotated[
-        str | None, typer.Option(help="planner that acts during training [default: dream_mpc; bmpc: mppi]")
+        str | None,
+        typer.Option(help="planner that acts during training [default: dream_mpc; bmpc: mppi; dreamer: policy]"),
     ] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="acting planner option key=value")] = None,
     out_path: Annotated[
@@ -449,11 +453,14 @@ def train_command(
     ] = 20,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads [default: torch's choice]")] = None,
     batch_size: Annotated[
-        int,
-        typer.Option(min=1, max=1_000_000, help="minibatch per update (official 256; smaller trains pixels faster)"),
-    ] = 256,
+        int | None,
+        typer.Option(
+            min=1, max=1_000_000, help="minibatch per update [default: 256; dreamer: 50 chunks] (smaller is faster)"
+        ),
+    ] = None,
 ):
-    """Train a TD-MPC2 or BMPC agent and write an official-format checkpoint; rerunning resumes from the last save."""
+    """Train a TD-MPC2, BMPC or Dreamer agent and write its official-format checkpoint; rerunning resumes
+    from the last save."""
     from benchctl.machine import set_threads
     from benchctl.paths import writable_file
     from benchctl.planners.base import parse_set, planner_class
@@ -461,22 +468,26 @@ def train_command(
 
     set_threads(threads)
 
-    if family not in FAMILIES:
-        raise BenchctlError(f"--family {family}: choose one of {', '.join(FAMILIES)}")
-    planner = planner or ("mppi" if family == "bmpc" else "dream_mpc")
+    if family not in [*FAMILIES, "dreamer"]:
+        raise BenchctlError(f"--family {family}: choose one of {', '.join([*FAMILIES, 'dreamer'])}")
+    planner = planner or {"bmpc": "mppi", "dreamer": "policy"}.get(family, "dream_mpc")
     task_obj = _find_task(task, suite)
     planner_class(planner)
+    if family == "dreamer":
+        if seed_steps is not None:
+            raise BenchctlError("--seed-steps: Dreamer seeds with 5 random episodes (Tab. 16); drop the option")
+        _train_dreamer(
+            task_obj, dims, steps, seed, planner, parse_set(set_ or []), out_path, eval_every, eval_episodes,
+            save_every, batch_size,
+        )  # fmt: skip
+        return
     dim_tuple = None
     if dims:
-        problem = BenchctlError(
-            f"--dims {dims}: give enc,mlp,latent as positive integers, latent a multiple of 8, e.g. --dims 128,128,64"
+        dim_tuple = _parse_dims(
+            dims, 3, "give enc,mlp,latent as positive integers, latent a multiple of 8, e.g. 128,128,64"
         )
-        try:
-            dim_tuple = tuple(int(x) for x in dims.split(","))
-        except ValueError:
-            raise problem from None
-        if len(dim_tuple) != 3 or min(dim_tuple) <= 0 or dim_tuple[2] % 8:
-            raise problem
+        if dim_tuple[2] % 8:
+            raise BenchctlError(f"--dims {dims}: the latent ({dim_tuple[2]}) must be a multiple of 8 (SimNorm groups)")
     out_file = writable_file(
         "--out", out_path or Path("checkpoints") / family / task_obj.suite / f"{task_obj.name}-{seed}.pt"
     )
@@ -496,9 +507,24 @@ def train_command(
         save_every=save_every,
         reanalyze_interval=reanalyze_interval,
         reanalyze_sequences=reanalyze_sequences,
-        batch_size=batch_size,
+        batch_size=batch_size or 256,
     )
-    trainer = Trainer(request)
+    _run_training(Trainer(request), out_file)
+
+
+def _parse_dims(text: str, count: int, how: str) -> tuple[int, ...]:
+    """'--dims a,b,c' as `count` positive integers, or a one-line error saying `how`."""
+    try:
+        values = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != count or min(values) <= 0:
+        raise BenchctlError(f"--dims {text}: {how}")
+    return values
+
+
+def _run_training(trainer, out_file: Path) -> None:
+    """Run a trainer (any family) under the live view; say where the checkpoint and log are."""
     view = TrainProgress()
     try:
         returns = trainer.run(view)
@@ -509,6 +535,45 @@ def train_command(
         + ", ".join(f"{k} {v:.1f}" for k, v in returns.items())
         + f"); log: {trainer.log_path}"
     )
+
+
+def _train_dreamer(
+    task, dims, steps, seed, planner, overrides, out_path, eval_every, eval_episodes, save_every, batch_size
+) -> None:
+    """`benchctl train --family dreamer`: dreamer-pytorch's algorithm, its checkpoint format."""
+    from dataclasses import replace
+
+    from benchctl.paths import writable_file
+    from benchctl.planners.base import resolve_config
+    from benchctl.train.dreamer import DreamerTrainConfig, DreamerTrainer, DreamerTrainRequest
+
+    sizes = (200, 30, 200, 1024)
+    if dims:
+        b, s, h, e = _parse_dims(
+            dims, 4, "Dreamer takes belief,state,hidden,embedding as positive integers, e.g. 200,30,200,1024"
+        )
+        sizes = (b, s, h, e)
+    resolve_config(planner, overrides)  # a bad --set fails before any work
+    config = DreamerTrainConfig() if batch_size is None else replace(DreamerTrainConfig(), batch_size=batch_size)
+    out_file = writable_file(
+        "--out", out_path or Path("checkpoints") / "dreamer" / task.suite / f"{task.name}-{seed}.pt"
+    )
+    trainer = DreamerTrainer(
+        DreamerTrainRequest(
+            task=task,
+            out=out_file,
+            steps=steps,
+            seed=seed,
+            sizes=sizes,
+            planner=planner,
+            planner_overrides=overrides,
+            config=config,
+            eval_every=eval_every,
+            eval_episodes=eval_episodes,
+            save_every=save_every,
+        )
+    )
+    _run_training(trainer, out_file)
 
 
 @app.command("queue")

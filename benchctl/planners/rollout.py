@@ -78,11 +78,21 @@ def lambda_return(
             total = total + weight * reward
             weight *= discount
         return total + discount ** rewards.shape[0] * bootstrap
-    last = bootstrap
+    return lambda_returns(rewards, cast(torch.Tensor, values), bootstrap, discount, lam)[0]
+
+
+def lambda_returns(
+    rewards: torch.Tensor, values: torch.Tensor, bootstrap: torch.Tensor, discount: float, lam: float
+) -> torch.Tensor:
+    """The lambda-return of every step (H, N) by the recursion of lambda_return (dreamer-pytorch's
+    `lambda_return`; what Dreamer's actor maximizes and its critic regresses to). values: (H, N),
+    values[h] at the state step h reached; only values[1:] are read."""
+    last, out = bootstrap, []
     for h in reversed(range(rewards.shape[0])):
-        next_value = bootstrap if h + 1 == rewards.shape[0] else cast(torch.Tensor, values)[h + 1]
+        next_value = bootstrap if h + 1 == rewards.shape[0] else values[h + 1]
         last = rewards[h] + discount * ((1 - lam) * next_value + lam * last)
-    return last
+        out.append(last)
+    return torch.stack(out[::-1])
 
 
 def estimate_return(

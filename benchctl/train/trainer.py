@@ -32,6 +32,7 @@ from benchctl.planners.base import make_planner, resolve_config
 from benchctl.suites import Task, make_env
 from benchctl.train.bmpc import BMPCLearner, ReanalyzeConfig, new_bmpc_model
 from benchctl.train.buffer import ReplayBuffer
+from benchctl.train.files import RunLog, atomic_save, check_identity
 from benchctl.train.tdmpc2 import TDMPC2Learner, TrainConfig, new_model
 
 # family -> (fresh model, learner); a BMPC learner's policy imitates the acting planner
@@ -92,14 +93,6 @@ def acting_config(name: str, overrides: dict[str, str], training: bool):
     return resolve_config(name, values)
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class Trainer:
     def __init__(self, request: TrainRequest):
         self.request = request
@@ -140,13 +133,14 @@ class Trainer:
         self.buffer_path = request.out.with_name(request.out.name + ".buffer.pt")
         self.refill = 0  # buffer entries needed before updates resume (after a lost buffer)
         self.log_path = request.out.with_name(request.out.stem + ".log.jsonl")
+        self.run_log = RunLog(self.log_path)
         resolve_config(request.planner, request.planner_overrides)  # bad --set fails before any work
 
     # -- persistence ---------------------------------------------------------------------
     def save(self) -> None:
-        _atomic_save({"model": self.learner.official_state_dict()}, self.request.out)
-        _atomic_save({"step": self.step, "buffer": self.buffer.state()}, self.buffer_path)
-        _atomic_save(
+        atomic_save({"model": self.learner.official_state_dict()}, self.request.out)
+        atomic_save({"step": self.step, "buffer": self.buffer.state()}, self.buffer_path)
+        atomic_save(
             {
                 "identity": json.dumps(self.request.identity()),
                 "step": self.step,
@@ -164,17 +158,13 @@ class Trainer:
             return False
         state = torch.load(self.resume_path, weights_only=True)
         saved = {"family": "tdmpc2"} | json.loads(state["identity"])  # files from before BMPC training
-        if saved != json.loads(json.dumps(self.request.identity())):
-            raise BenchctlError(
-                f"{self.resume_path} belongs to a different training run "
-                f"({state['identity']}); pass another --out or delete it"
-            )
+        check_identity(self.resume_path, saved, self.request.identity())
         self.model.load_state_dict(state["model"])
         self.learner.load_resume_state(state["learner"])
         self.generator.set_state(state["generator"])
         self.step, self.episode = int(state["step"]), int(state["episode"])
         self.policy_updates = int(state.get("policy_updates", 0))
-        self._drop_log_after(self.step)
+        self.run_log.drop_after(self.step)
         buffer, why = self._saved_buffer(state)
         if buffer is not None:
             self.buffer = ReplayBuffer.from_state(buffer)
@@ -194,21 +184,8 @@ class Trainer:
             return None, f"{self.buffer_path.name} is from step {int(saved['step'])}, the resume file from {self.step}"
         return saved["buffer"], ""
 
-    def _drop_log_after(self, step: int) -> None:
-        """Forget the log's episodes and evaluations past the resumed step: they are run again, and a
-        curve must not count them twice. Other records (starts, lost buffers) are history and stay."""
-        if not self.log_path.exists():
-            return
-        lines = self.log_path.read_text(encoding="utf-8").splitlines(keepends=True)
-        kept = [line for line in lines if _kept_on_resume(line, step)]
-        if len(kept) != len(lines):
-            tmp = self.log_path.with_name(self.log_path.name + ".tmp")
-            tmp.write_text("".join(kept), encoding="utf-8")
-            tmp.replace(self.log_path)  # atomic: a kill now leaves the old log or the new one
-
     def log(self, record: dict) -> None:
-        with open(self.log_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        self.run_log.write(record)
 
     # -- loop ------------------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
@@ -339,12 +316,3 @@ class Trainer:
         reporter.evaluation(self.step, returns)
         self.save()
         return returns
-
-
-def _kept_on_resume(line: str, step: int) -> bool:
-    """Whether a log line survives resuming at `step` (a line torn by a kill mid-write does not)."""
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
-        return False
-    return not (record.get("type") in {"episode", "eval"} and int(record.get("step", 0)) > step)

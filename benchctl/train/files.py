@@ -1,0 +1,63 @@
+"""The files a training run keeps, the same for every family: crash-safe saves, the run's identity
+check on resume, and the JSON-lines log that a resume trims to the resumed step."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchctl.errors import BenchctlError
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """torch.save to a temporary name, synced, then renamed: a crash leaves the previous file intact."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def check_identity(resume_path: Path, saved: dict, identity: dict) -> None:
+    """A resume file must come from the same run (task, seed, sizes, planner, ...)."""
+    if saved != json.loads(json.dumps(identity)):
+        raise BenchctlError(
+            f"{resume_path} belongs to a different training run ({json.dumps(saved)}); pass another --out or delete it"
+        )
+
+
+class RunLog:
+    """One JSON line per episode, evaluation and stretch of training (`<checkpoint stem>.log.jsonl`)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def write(self, record: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def drop_after(self, step: int) -> None:
+        """Forget the episodes and evaluations past a resumed step: they are run again, and a curve must
+        not count them twice. Other records (starts, lost buffers) are history and stay; a line torn by
+        a kill mid-write goes."""
+        if not self.path.exists():
+            return
+        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if _kept_on_resume(line, step)]
+        if len(kept) != len(lines):
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text("".join(kept), encoding="utf-8")
+            tmp.replace(self.path)  # atomic: a kill now leaves the old log or the new one
+
+
+def _kept_on_resume(line: str, step: int) -> bool:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return not (record.get("type") in {"episode", "eval"} and int(record.get("step", 0)) > step)
