@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -17,7 +18,7 @@ from benchctl.agents import load_checkpoint
 from benchctl.agents.dreamer import DreamerDims, DreamerModel, load_dreamer, rssm_step, save_dreamer
 from benchctl.agents.dreamer_world import DreamerWorldModel
 from benchctl.planners.rollout import lambda_return, open_loop_return
-from tests.conftest import need, run_cli
+from tests.conftest import REPO, need, run_cli
 from tests.test_cli_errors import one_line_error
 
 CASES = [
@@ -209,11 +210,20 @@ def test_real_episodes_with_every_planner_on_a_dreamer_agent(cartpole_dreamer, t
     rerun = run_cli(*args)
     assert rerun.returncode == 0, rerun.stderr
     assert {p: p.read_text() for p in tmp_path.rglob("*.jsonl")} == before
+    # a TD-MPC2 agent beside it: the report labels each method with its family, no special case
+    shipped = REPO / "checkpoints/tdmpc2/demo/cartpole-swingup-1.pt"
+    tdmpc2 = run_cli(*args[:4], str(shipped), *args[5:7], "-p", "policy", "--episodes", "2", "--out", str(tmp_path))
+    assert tdmpc2.returncode == 0, tdmpc2.stderr
+    report = run_cli("report", str(tmp_path), "--out", str(tmp_path / "report"), "--reps", "100", "--format", "csv")
+    assert report.returncode == 0, report.stderr
+    methods = set(pd.read_csv(tmp_path / "report" / "aggregates.csv")["method"])
+    assert {"tdmpc2/policy", "dreamer/policy", "dreamer/dream_mpc"} <= methods
 
 
 RENDER_CHECK = """
 import json
 import numpy as np
+import pandas as pd
 from benchctl.envs.dmc_pixels import PixelDMCEnv, resize_bilinear
 env = PixelDMCEnv("cheetah", "run", episode_length=10, protocol="dreamer")
 obs = env.reset(seed=5)
