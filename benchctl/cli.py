@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import numpy as np
 import typer
@@ -118,12 +118,12 @@ class RichReporter:
             self.bar = None
 
 
-def _run_eval(request, reporter: RichReporter):
+def _run_eval(request, reporter: RichReporter, engine=None):
     """execute.run with Ctrl-C turned into what a user needs: what was kept, how to resume, exit 130."""
     from benchctl import execute
 
     try:
-        return execute.run(request, reporter)
+        return execute.run(request, reporter, engine)
     except KeyboardInterrupt:
         reporter.stop()
         err.print(
@@ -184,6 +184,22 @@ Device_ = Annotated[str, typer.Option("--device", help="cpu or cuda")]
 Out_ = Annotated[Path, typer.Option("--out", help="results folder")]
 Set_ = Annotated[list[str] | None, typer.Option("--set", help="planner option key=value (or planner.key=value)")]
 Threads_ = Annotated[int | None, typer.Option("--threads", help="torch CPU threads [default: torch's choice]")]
+Jobs_ = Annotated[int, typer.Option("--jobs", min=1, max=4096, help="cells at once, each in its own local process")]
+Executor_ = Annotated[str, typer.Option("--executor", help="where cells run: local, ray or slurm")]
+Address_ = Annotated[str, typer.Option("--address", help="ray: the cluster's address (auto: this machine's)")]
+Gpus_ = Annotated[
+    float, typer.Option("--gpus-per-worker", min=0.0, help="ray/slurm: GPUs per worker (ray: fractions share a GPU)")
+]
+Partition_ = Annotated[str | None, typer.Option("--partition", help="slurm: the partition")]
+Time_ = Annotated[int, typer.Option("--time", min=1, help="slurm: minutes per array task")]
+
+
+def _engine(executor: str, jobs: int, address: str, gpus: float, partition: str | None, minutes: int, out_dir: Path):
+    from benchctl.engines import make_engine
+
+    if jobs > 1 and executor != "local":
+        raise BenchctlError(f"--jobs {jobs} is for --executor local; {executor} sizes itself by its cluster")
+    return make_engine(executor, jobs, address, gpus, partition, minutes, folder=out_dir / ".submitit")
 
 
 def _request(suite, planners, checkpoints, checkpoint, task, tasks, seeds, episodes, device, out_dir, run, default_run):
@@ -204,8 +220,14 @@ def _request(suite, planners, checkpoints, checkpoint, task, tasks, seeds, episo
     return execute.EvalRequest(suite_obj, agents, planners, episodes, device, out_dir, run or default_run)
 
 
-def _finish_eval(request) -> None:
-    results = _run_eval(request, RichReporter())
+def _finish_eval(request, engine=None) -> None:
+    from benchctl.execute import IncompleteRun
+
+    try:
+        results = _run_eval(request, RichReporter(), engine)
+    except IncompleteRun as exc:  # what finished, then the cells to rerun: exit 1
+        out.print(_summary(exc.results))
+        _fail(str(exc), code=1)
     out.print(_summary(results))
     out.print(f"results: {request.out}/ ({sum(len(r.episodes) for r in results)} episodes in {len(results)} cells)")
 
@@ -232,6 +254,12 @@ def eval_command(
         Path | None, typer.Option(help="results folder the --match candidates come from [default: --out]")
     ] = None,
     threads: Threads_ = None,
+    jobs: Jobs_ = 1,
+    executor: Executor_ = "local",
+    address: Address_ = "auto",
+    gpus_per_worker: Gpus_ = 0.0,
+    partition: Partition_ = None,
+    minutes: Time_ = 60,
     augment: Annotated[
         bool,
         typer.Option(
@@ -257,7 +285,7 @@ def eval_command(
         suite, specs, checkpoints, checkpoint, task, tasks, seeds, episodes, device, out_dir, run, default_run
     )
     request.augment = augment
-    _finish_eval(request)
+    _finish_eval(request, _engine(executor, jobs, address, gpus_per_worker, partition, minutes, out_dir))
 
 
 def _matched_specs(names: list[str], set_items: list[str], budget_text: str, source: Path, device: str):
@@ -304,6 +332,12 @@ def sweep_command(
     run: Annotated[str | None, typer.Option(help="name of this sweep under --out [default: sweep-<family>]")] = None,
     set_: Set_ = None,
     threads: Threads_ = None,
+    jobs: Jobs_ = 1,
+    executor: Executor_ = "local",
+    address: Address_ = "auto",
+    gpus_per_worker: Gpus_ = 0.0,
+    partition: Partition_ = None,
+    minutes: Time_ = 60,
 ):
     """Evaluate every point of a grid of planner options (ordinary cells: resume, merge, report); the report
     draws each swept option as a curve, and `eval --match` picks from the points."""
@@ -317,7 +351,7 @@ def sweep_command(
     request = _request(
         suite, specs, checkpoints, checkpoint, task, tasks, seeds, episodes, device, out_dir, run, "sweep-{family}"
     )
-    _finish_eval(request)
+    _finish_eval(request, _engine(executor, jobs, address, gpus_per_worker, partition, minutes, out_dir))
 
 
 @app.command("report")
@@ -954,9 +988,9 @@ def main() -> None:
 INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     err.print(f"benchctl: error: {' '.join(message.split())}", markup=False)
-    sys.exit(2)
+    sys.exit(code)
 
 
 def _os_message(exc: OSError) -> str:

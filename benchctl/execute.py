@@ -23,14 +23,13 @@ from benchctl import machine
 from benchctl.agents import (
     CheckpointInfo,
     describe_checkpoint,
-    load_checkpoint,
     planner_defaults,
     planning_discount,
 )
+from benchctl.engines import CellJob, Engine, InlineEngine
 from benchctl.errors import BenchctlError
-from benchctl.evaluate import episode_seed, run_episode
-from benchctl.planners.base import config_dict, make_planner, parse_set, planner_class, resolve_config
-from benchctl.store import CellFile, cell_path, open_cell, point_label
+from benchctl.planners.base import config_dict, parse_set, planner_class, resolve_config
+from benchctl.store import CellFile, cell_path, open_cell, point_label, read_cell
 from benchctl.suites import Suite, Task, make_env
 
 DEFAULT_SEEDS = (1, 2, 3)
@@ -359,22 +358,23 @@ def _header(
     }
 
 
-def run(request: EvalRequest, reporter: Reporter) -> list[CellResult]:
-    """Run every missing episode of every cell; finished episodes on disk are kept, never rerun.
+def run(request: EvalRequest, reporter: Reporter, engine: Engine | None = None) -> list[CellResult]:
+    """Run every missing episode of every cell on `engine` (default: in this process); finished
+    episodes on disk are kept, never rerun.
 
     Every checkpoint is checked against its task and every cell opened before the first episode, so
-    bad input fails fast and the progress bar knows what is done. Agents are then loaded one at a
-    time and shared by their planners.
+    bad input fails fast and the progress bar knows what is done. The cells with episodes missing
+    become jobs for the engine; cells of one agent stay together, so a worker loads it once. A cell
+    whose worker fails twice is reported and left for a rerun (IncompleteRun at the end).
     """
     device = check_device(request.device)
+    engine = engine or InlineEngine()
     versions = _versions()
-    cells: list[tuple[AgentSpec, list[tuple[PlannerSpec, CellFile]]]] = []
-    done = 0
+    cells: list[tuple[AgentSpec, PlannerSpec, CellFile]] = []
     for agent in request.agents:
         info = describe_checkpoint(agent.checkpoint)
         check_fits(agent, info)
         run_name = (request.run or "{family}").replace("{family}", info.family)
-        opened = []
         for spec in (spec.for_family(info.family) for spec in request.planners):
             path = cell_path(
                 request.out, run_name, request.suite.name, agent.task.name, spec.name, spec.config_dict, agent.seed
@@ -382,47 +382,77 @@ def run(request: EvalRequest, reporter: Reporter) -> list[CellResult]:
             cell = open_cell(path, _header(request, agent, spec, info, versions, device))
             for warning in cell.warnings:
                 reporter.warn(warning)
-            done += len(cell.done & set(range(request.episodes)))
-            opened.append((spec, cell))
-        cells.append((agent, opened))
+            cells.append((agent, spec, cell))
+    wanted = set(range(request.episodes))
     eta = Eta({spec.label: 0 for spec in request.planners})
-    for agent, opened in cells:
-        for spec, cell in opened:
-            eta.steps_left[spec.label] += agent.task.episode_length * len(set(range(request.episodes)) - cell.done)
-    reporter.start(len(request.agents) * len(request.planners) * request.episodes, done, eta)
+    jobs, planner_of, history = [], {}, {}
+    for agent, spec, cell in cells:
+        missing = sorted(wanted - cell.done)
+        eta.steps_left[spec.label] = eta.steps_left.get(spec.label, 0) + agent.task.episode_length * len(missing)
+        if not missing:
+            continue
+        job = CellJob(
+            checkpoint=str(agent.checkpoint),
+            task=agent.task,
+            seed=agent.seed,
+            planner=spec.name,
+            config=spec.config_dict,
+            path=str(cell.path),
+            header=cell.header,
+            episodes=tuple(missing),
+            device=request.device,
+            augment=request.augment,
+            threads=torch.get_num_threads(),
+            label=f"{agent.task.name} {spec.label} seed {agent.seed}",
+        )
+        jobs.append(job)
+        planner_of[job.path] = spec.label
+        history[job.path] = list(cell.episodes)
+    done = sum(len(cell.done & wanted) for _, _, cell in cells)
+    reporter.start(len(cells) * request.episodes, done, eta)
+
+    def on_record(job: CellJob, record: dict) -> None:
+        eta.finished(planner_of[job.path], job.task.episode_length, record)
+        episodes = history[job.path]
+        episodes.append(record)
+        p50s = np.array([e["latency_ms"]["p50"] for e in episodes])
+        p95s = np.array([e["latency_ms"]["p95"] for e in episodes])
+        if machine.slow_episodes(p50s, p95s)[-1]:
+            reporter.warn(
+                f"{job.label} episode {record['episode']}: planning latency p50 {p50s[-1]:.1f} / p95 {p95s[-1]:.1f} "
+                f"ms/step against a cell median of {np.median(p50s):.1f}: the machine looks busy "
+                f"(load average {record['load_avg']}); the report flags this cell"
+            )
+        if "failed" in record:
+            reporter.warn(f"{job.label} episode {record['episode']} failed: {record['failed']} (recorded as failed)")
+        reporter.episode(job.label, record)
+
+    failed: list[str] = []
+
+    def on_failure(job: CellJob, why: str, again: bool) -> None:
+        reporter.warn(f"{job.label}: {why}; " + ("running it once more" if again else "left for a rerun"))
+        if not again:
+            failed.append(job.label)
+
+    engine.run(jobs, on_record, on_failure)
     results: list[CellResult] = []
-    for agent, opened in cells:
-        model = None
-        for spec, cell in opened:
-            label = f"{agent.task.name} {spec.label} seed {agent.seed}"
-            reporter.cell(label)
-            missing = [i for i in range(request.episodes) if i not in cell.done]
-            if missing:
-                if model is None:  # loaded only when something is left to run
-                    model = load_checkpoint(agent.checkpoint, device=str(device))
-                    model.discount = planning_discount(model.family, agent.task.discount)
-                    if hasattr(model, "augment"):  # TD-MPC2 pixel agents' random shift
-                        model.augment = request.augment
-                planner = make_planner(spec.name, model, spec.config)
-                env = make_env(agent.task, seed=agent.seed, family=model.family)
-                for index in missing:
-                    seed = episode_seed(agent.seed, index)
-                    record = {"type": "episode", "episode": index, "env_seed": seed}
-                    record |= run_episode(env, planner, seed, device)
-                    record["load_avg"] = machine.load_average()
-                    cell.append(record)
-                    eta.finished(spec.label, agent.task.episode_length, record)
-                    p50s = np.array([e["latency_ms"]["p50"] for e in cell.episodes])
-                    p95s = np.array([e["latency_ms"]["p95"] for e in cell.episodes])
-                    if machine.slow_episodes(p50s, p95s)[-1]:
-                        reporter.warn(
-                            f"{label} episode {index}: planning latency p50 {p50s[-1]:.1f} / p95 {p95s[-1]:.1f} "
-                            f"ms/step against a cell median of {np.median(p50s):.1f}: the machine looks busy "
-                            f"(load average {record['load_avg']}); the report flags this cell"
-                        )
-                    if "failed" in record:
-                        reporter.warn(f"{label} episode {index} failed: {record['failed']} (recorded as failed)")
-                    reporter.episode(label, record)
-            episodes = sorted((e for e in cell.episodes if e["episode"] < request.episodes), key=lambda e: e["episode"])
-            results.append(CellResult(agent.task.name, spec.label, agent.seed, cell.path, episodes, cell.header))
+    for agent, spec, cell in cells:
+        on_disk = read_cell(cell.path, strict=False)[1]
+        unique = {int(e["episode"]): e for e in reversed(on_disk)}  # the first record of an episode wins
+        episodes = [unique[i] for i in sorted(unique) if i < request.episodes]
+        results.append(CellResult(agent.task.name, spec.label, agent.seed, cell.path, episodes, cell.header))
+    if failed:
+        raise IncompleteRun(
+            f"{len(failed)} cell(s) failed twice ({', '.join(failed[:3])}{', ...' if len(failed) > 3 else ''}); "
+            "every finished episode is saved: rerun the same command to run the rest",
+            results,
+        )
     return results
+
+
+class IncompleteRun(BenchctlError):
+    """Cells whose workers failed twice; `results` holds what finished."""
+
+    def __init__(self, message: str, results: list[CellResult]):
+        super().__init__(message)
+        self.results = results
