@@ -392,12 +392,12 @@ def run(request: EvalRequest, reporter: Reporter, engine: Engine | None = None) 
         if not missing:
             continue
         job = CellJob(
-            checkpoint=str(agent.checkpoint),
+            checkpoint=str(Path(agent.checkpoint).resolve()),  # workers may start elsewhere
             task=agent.task,
             seed=agent.seed,
             planner=spec.name,
             config=spec.config_dict,
-            path=str(cell.path),
+            path=str(Path(cell.path).resolve()),
             header=cell.header,
             episodes=tuple(missing),
             device=request.device,

@@ -3,16 +3,20 @@ as a submitit job array, and fault tolerance proven by killing workers."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from benchctl.store import read_cell
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, need, run_cli
 
 SHIPPED = REPO / "checkpoints" / "tdmpc2" / "demo"  # cartpole-swingup and reacher-easy: the smoke suite's tasks
 PLANNERS = ["policy", "dream_mpc", "policy_grad_mpc", "grad_mpc", "cem", "smc"]
@@ -70,16 +74,31 @@ def children(pid: int, marker: str) -> list[int]:
     return found
 
 
-def kill_workers(args: list[str], marker: str, kills: int, rng: random.Random) -> tuple[int, list[int]]:
-    """Run `benchctl ARGS` and SIGKILL a random worker (a descendant whose command line holds `marker`)
-    at random moments until `kills` are done or the run ends. Returns (kills done, exit codes seen)."""
-    done, codes = 0, []
+def everywhere(marker: str) -> list[int]:
+    """Live processes anywhere on the machine whose command line contains `marker` (Ray's workers are
+    the raylet's children, not the driver's)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def kill_workers(args: list[str], marker: str, kills: int, rng: random.Random, anywhere: bool = False) -> int:
+    """Run `benchctl ARGS` and SIGKILL a random worker (a descendant, or with `anywhere` any process,
+    whose command line holds `marker`) at random moments until `kills` are done or the run ends.
+    Returns the kills done."""
+    done = 0
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchctl", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     while proc.poll() is None and done < kills:
         time.sleep(rng.uniform(0.2, 1.5))
-        workers = children(proc.pid, marker)
+        workers = everywhere(marker) if anywhere else children(proc.pid, marker)
         if workers:
             try:
                 os.kill(rng.choice(workers), signal.SIGKILL)
@@ -87,26 +106,62 @@ def kill_workers(args: list[str], marker: str, kills: int, rng: random.Random) -
             except ProcessLookupError:
                 pass
     _, stderr = proc.communicate(timeout=900)
-    codes.append(proc.returncode)
     assert proc.returncode in (0, 1), stderr[-2000:]  # 1: cells failed twice, left for the rerun
-    return done, codes
+    return done
 
 
-def test_twenty_sigkills_of_local_workers_lose_and_duplicate_nothing(tmp_path):
-    """`--jobs 2` with workers SIGKILLed at random moments, 20 times; every run after a kill resumes.
-    The records then equal those of an uninterrupted run in one process (the same 12 cells, the same
-    episodes, the same returns): none lost, none twice, no torn line."""
+def survive_kills(tmp_path: Path, extra: list[str], marker: str, anywhere: bool = False) -> None:
+    """20 SIGKILLs of workers at random moments; every run after a kill resumes. The records then equal
+    those of an uninterrupted run in one process (the same 12 cells, episodes and returns): none lost,
+    none twice, no torn line."""
     rng, out, total, episodes = random.Random(0), tmp_path / "killed", 0, 3
     while total < 20:
-        done, _ = kill_workers(eval_args(out, episodes, "--jobs", "2"), "multiprocessing.spawn", 20 - total, rng)
-        total += done
+        total += kill_workers(eval_args(out, episodes, *extra), marker, 20 - total, rng, anywhere)
         episodes += 2  # the run finished before enough kills: give the next one more work (the same cells)
-    finish = run_cli(*eval_args(out, episodes, "--jobs", "2"))
+    finish = run_cli(*eval_args(out, episodes, *extra))
     assert finish.returncode == 0, finish.stderr
     reference = tmp_path / "reference"
     assert run_cli(*eval_args(reference, episodes)).returncode == 0
-    assert total >= 20
     assert records(out) == records(reference) and len(records(reference)) == 12 * episodes
+
+
+def test_twenty_sigkills_of_local_workers_lose_and_duplicate_nothing(tmp_path):
+    survive_kills(tmp_path, ["--jobs", "2"], "multiprocessing.spawn")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A real Ray cluster on 127.0.0.1 (2 CPUs), started for these tests and stopped after."""
+    need(importlib.util.find_spec("ray") is not None, 'Ray (an optional extra: pip install -e ".[ray]")')
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ray = [sys.executable, "-m", "ray.scripts.scripts"]
+    start = subprocess.run(
+        [*ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+         "--include-dashboard=false", "--disable-usage-stats"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert start.returncode == 0, start.stderr[-2000:]
+    yield f"127.0.0.1:{port}"
+    subprocess.run([*ray, "stop", "--force"], capture_output=True, timeout=300)
+
+
+def test_twenty_sigkills_of_ray_workers_lose_and_duplicate_nothing(tmp_path, ray_cluster):
+    """The same on a local Ray cluster: Ray workers (`ray::_ray_cell`) stream records to the driver."""
+    survive_kills(tmp_path, ["--executor", "ray", "--address", ray_cluster], "ray::_ray_cell", anywhere=True)
+
+
+def test_submitit_runs_the_cells_as_a_job_array(tmp_path):
+    """`--executor slurm` through submitit: without Slurm here, its local executor runs the same array
+    (one task per agent, its cells in a row); the records equal a run in one process."""
+    need(importlib.util.find_spec("submitit") is not None, 'submitit (an optional extra: pip install -e ".[slurm]")')
+    out, reference = tmp_path / "slurm", tmp_path / "reference"
+    proc = run_cli(*eval_args(out, 2, "--executor", "slurm", "--time", "20"))
+    assert proc.returncode == 0, proc.stderr
+    assert run_cli(*eval_args(reference, 2)).returncode == 0
+    assert records(out) == records(reference) and len(records(out)) == 24
+    assert len(list((out / ".submitit").glob("*_0_log.out"))) == 2  # two array tasks: one per agent
 
 
 def test_a_worker_error_is_reported_retried_once_and_left_for_a_rerun(tmp_path):
