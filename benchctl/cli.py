@@ -191,7 +191,18 @@ Gpus_ = Annotated[
     float, typer.Option("--gpus-per-worker", min=0.0, help="ray/slurm: GPUs per worker (ray: fractions share a GPU)")
 ]
 Partition_ = Annotated[str | None, typer.Option("--partition", help="slurm: the partition")]
+Dtype_ = Annotated[
+    str, typer.Option("--dtype", help="float32, or bfloat16: matrix products in bfloat16 while planning (autocast)")
+]
 Time_ = Annotated[int, typer.Option("--time", min=1, help="slurm: minutes per array task")]
+
+
+def _check_dtype(dtype: str) -> str:
+    from benchctl.evaluate import DTYPES
+
+    if dtype not in DTYPES:
+        raise BenchctlError(f"--dtype {dtype}: choose {' or '.join(DTYPES)}")
+    return dtype
 
 
 def _engine(executor: str, jobs: int, address: str, gpus: float, partition: str | None, minutes: int, out_dir: Path):
@@ -260,6 +271,7 @@ def eval_command(
     gpus_per_worker: Gpus_ = 0.0,
     partition: Partition_ = None,
     minutes: Time_ = 60,
+    dtype: Dtype_ = "float32",
     augment: Annotated[
         bool,
         typer.Option(
@@ -281,10 +293,12 @@ def eval_command(
     else:
         specs = _matched_specs(names, set_ or [], match, match_from or out_dir, device)
     default_run = f"match-{specs[0].match['slug']}-{{family}}" if match and specs[0].match else None
+    if _check_dtype(dtype) != "float32":  # bfloat16 cells are their own run: "tdmpc2-bfloat16/mppi" in reports
+        default_run = (default_run or "{family}") + f"-{dtype}"
     request = _request(
         suite, specs, checkpoints, checkpoint, task, tasks, seeds, episodes, device, out_dir, run, default_run
     )
-    request.augment = augment
+    request.augment, request.dtype = augment, dtype
     _finish_eval(request, _engine(executor, jobs, address, gpus_per_worker, partition, minutes, out_dir))
 
 
@@ -762,6 +776,7 @@ def profile_command(
     set_: Annotated[list[str] | None, typer.Option("--set", help="planner option key=value")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="output folder")] = Path("reports/profile"),
     threads: Annotated[int | None, typer.Option(help="torch CPU threads [default: torch's choice]")] = None,
+    dtype: Dtype_ = "float32",
 ):
     """Latency (mean, std, p50, p95, p99), peak memory and model evaluations per planning step, and scaling sweeps."""
     import json
@@ -790,6 +805,7 @@ def profile_command(
         compile_mode=compile_mode,
         calls=calls,
         sweeps=[latency.check_sweep(s) for s in (sweep or [])],
+        dtype=_check_dtype(dtype),
     )
     with err.status("timing planners..."):
         result = latency.run_profile(request)

@@ -25,7 +25,7 @@ import torch
 
 from benchctl import machine
 from benchctl.errors import BenchctlError
-from benchctl.evaluate import episode_seed, run_episode
+from benchctl.evaluate import episode_seed, lower_precision, run_episode
 from benchctl.store import open_cell, read_cell
 from benchctl.suites import Task, make_env
 
@@ -46,6 +46,7 @@ class CellJob:
     episodes: tuple[int, ...]  # episode indices the cell lacked when the job was made
     device: str = "cpu"
     augment: bool = True
+    dtype: str = "float32"  # planning precision (evaluate.precision)
     threads: int | None = None  # torch threads in the worker (None: torch's choice)
     label: str = ""
 
@@ -53,16 +54,16 @@ class CellJob:
 OnRecord = Callable[[CellJob, dict], None]
 OnFailure = Callable[[CellJob, str, bool], None]  # (job, why, will it be retried)
 
-_MODELS: dict[tuple[str, str], Any] = {}  # per process: a worker running several cells of one agent loads it once
+_MODELS: dict[tuple[str, str, str], Any] = {}  # per process: a worker running several cells of one agent loads it once
 
 
 def _model(job: CellJob):
     from benchctl.agents import load_checkpoint, planning_discount
 
-    key = (job.checkpoint, job.device)
+    key = (job.checkpoint, job.device, job.dtype)
     if key not in _MODELS:
         _MODELS.clear()  # one agent at a time: cells arrive grouped by agent
-        _MODELS[key] = load_checkpoint(job.checkpoint, device=job.device)
+        _MODELS[key] = lower_precision(load_checkpoint(job.checkpoint, device=job.device), job.dtype)
     model = _MODELS[key]
     model.discount = planning_discount(model.family, job.task.discount)
     if hasattr(model, "augment"):  # TD-MPC2 pixel agents' random shift
@@ -87,7 +88,8 @@ def run_cell(job: CellJob, emit: Callable[[dict], None] | None = None, write: bo
     device = torch.device(job.device)
     for index in todo:
         seed = episode_seed(job.seed, index)
-        record = {"type": "episode", "episode": index, "env_seed": seed} | run_episode(env, planner, seed, device)
+        record = {"type": "episode", "episode": index, "env_seed": seed}
+        record |= run_episode(env, planner, seed, device, job.dtype)
         record["load_avg"] = machine.load_average()
         if cell is not None:
             cell.append(record)

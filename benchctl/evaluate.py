@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,8 +71,33 @@ def observe(model, obs: np.ndarray, device: torch.device) -> torch.Tensor:
         return filtering.observe(x) if filtering is not None else model.encode(x)
 
 
+DTYPES = {"float32": None, "bfloat16": torch.bfloat16}  # --dtype: the precision of the model's matrix products
+
+
+def precision(device: torch.device, dtype: str = "float32"):
+    """The context planning runs in: as is for float32; for bfloat16 torch's autocast, which runs
+    matrix products (linear layers, convolutions) in bfloat16 and keeps reductions, normalizations
+    and the planners' own arithmetic in float32."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r}: choose {', '.join(DTYPES)}")
+    low = DTYPES[dtype]
+    return nullcontext() if low is None else torch.autocast(device_type=device.type, dtype=low)
+
+
+def lower_precision(model: torch.nn.Module, dtype: str) -> torch.nn.Module:
+    """Store the model's weight matrices (every parameter of 2 or more dimensions) in `dtype` once,
+    so autocast need not convert them at every call; vectors (biases, norms) stay float32. The model
+    then runs only inside `precision(device, dtype)`."""
+    low = DTYPES[dtype]
+    if low is not None:
+        for parameter in model.parameters():
+            if parameter.dim() >= 2 and parameter.is_floating_point():
+                parameter.data = parameter.data.to(low)
+    return model
+
+
 def plan_step(
-    planner: Planner, obs: np.ndarray, generator: torch.Generator, device: torch.device
+    planner: Planner, obs: np.ndarray, generator: torch.Generator, device: torch.device, dtype: str = "float32"
 ) -> tuple[Plan, torch.Tensor]:
     """Encode one observation (obs_dim,) and plan: what a controller waits for at each step.
     Returns the plan and the latent it started from (1, Z).
@@ -79,11 +105,12 @@ def plan_step(
     Gradient-free planners run under inference mode; gradient planners get a normal tensor z so
     that autograd can differentiate with respect to their actions.
     """
-    z = observe(planner.model, obs, device)
-    if planner.uses_gradients:
-        return planner.plan(z.clone(), generator), z  # a clone outside inference mode is a normal tensor
-    with torch.inference_mode():
-        return planner.plan(z, generator), z
+    with precision(device, dtype):
+        z = observe(planner.model, obs, device).float()
+        if planner.uses_gradients:
+            return planner.plan(z.clone(), generator), z  # a clone outside inference mode is a normal tensor
+        with torch.inference_mode():
+            return planner.plan(z, generator), z
 
 
 def _prediction(planner: Planner, z: torch.Tensor, plan: Plan) -> tuple:
@@ -95,18 +122,19 @@ def _prediction(planner: Planner, z: torch.Tensor, plan: Plan) -> tuple:
     model = planner.model
     counted, work = model.model_evals, dict(getattr(model, "work", {}))
     with torch.inference_mode():
-        prediction = predict_plan(model, z, plan.sequence.detach())
+        prediction = predict_plan(model, z, plan.sequence.detach().float())
     model.model_evals = counted
     if work:
         model.work.update(work)  # type: ignore[attr-defined]  # models that count more than evals
     return prediction
 
 
-def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> dict:
+def run_episode(env: Env, planner: Planner, seed: int, device: torch.device, dtype: str = "float32") -> dict:
     """One seeded episode. Returns the record the store writes (minus the episode index).
 
     Latency covers encode + plan (observation upload and action download included), the time a
-    controller waits for its action. World-model evaluations are counted by the model.
+    controller waits for its action. World-model evaluations are counted by the model. `dtype`:
+    the precision planning runs in (`precision`); the exploitation prediction stays float32.
 
     A planner action that is not finite (a diverged model) is never sent to the simulator: the
     episode stops there and its record carries `failed` (why), with the return reached so far.
@@ -135,8 +163,8 @@ def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> 
     for step in range(env.episode_length):
         evals_before, work_before = model.model_evals, dict(work)
         t0 = timer.now()
-        plan, z = plan_step(planner, obs, generator, device)
-        action = plan.action.detach().cpu().numpy()
+        plan, z = plan_step(planner, obs, generator, device, dtype)
+        action = plan.action.detach().float().cpu().numpy()  # bfloat16 planning may hand back bfloat16
         latencies.append((timer.now() - t0) * 1e3)
         if filtering is not None:  # the next filtering step conditions on what was executed
             filtering.executed(plan.action)
@@ -153,7 +181,8 @@ def run_episode(env: Env, planner: Planner, seed: int, device: torch.device) -> 
             break
         for key in counts:
             counts[key] += int(plan.info.get(key, 0))
-        predicted_return, predicted_sum = _prediction(planner, z, plan)
+        with precision(device, dtype):  # the model's own prediction, at the precision it planned with
+            predicted_return, predicted_sum = _prediction(planner, z, plan)
         predicted.append(_finite_or_none(predicted_return))
         predicted_rewards.append(_finite_or_none(predicted_sum))
         rewards.append(result.reward)

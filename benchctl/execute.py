@@ -88,6 +88,7 @@ class EvalRequest:
     out: Path = Path("results")
     run: str | None = None  # default: the agent family; "{family}" in it is replaced by the family
     augment: bool = True  # pixel agents: the official evaluation-time random shift (planner-independent)
+    dtype: str = "float32"  # precision of the model's matrix products while planning (evaluate.precision)
 
 
 class Reporter(Protocol):
@@ -344,6 +345,7 @@ def _header(
         "observations": info.dims.obs_kind,  # state or rgb
         # pixel agents: encode() randomly shifts each observation (the official evaluation) unless turned off
         "augment": request.augment if info.dims.obs_kind == "rgb" and info.family != "dreamer" else None,
+        "dtype": request.dtype,
         "model_params": info.num_params,
         "dims": info.as_dict()["dims"],
         "discount": planning_discount(info.family, agent.task.discount),
@@ -402,6 +404,7 @@ def run(request: EvalRequest, reporter: Reporter, engine: Engine | None = None) 
             episodes=tuple(missing),
             device=request.device,
             augment=request.augment,
+            dtype=request.dtype,
             threads=torch.get_num_threads(),
             label=f"{agent.task.name} {spec.label} seed {agent.seed}",
         )

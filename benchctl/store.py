@@ -18,7 +18,8 @@ from typing import Any
 from benchctl.errors import BenchctlError
 
 # Header fields that must agree for a resumed cell to continue the same experiment.
-IDENTITY = ("suite", "task", "planner", "planner_config", "checkpoint_sha256", "device", "augment")
+IDENTITY = ("suite", "task", "planner", "planner_config", "checkpoint_sha256", "device", "augment", "dtype")
+DEFAULTS = {"dtype": "float32"}  # what a header written before a field existed meant by its absence
 
 
 def config_hash(planner: str, config: dict[str, Any]) -> str:
@@ -114,7 +115,7 @@ def open_cell(path: Path, header: dict[str, Any]) -> CellFile:
         if old is not None:
             warnings = [f"{w}; that episode will be rerun" if "torn" in w else w for w in warnings]
             for key in IDENTITY:
-                if old.get(key) != header.get(key):
+                if old.get(key, DEFAULTS.get(key)) != header.get(key, DEFAULTS.get(key)):
                     raise BenchctlError(
                         f"{path} holds results with a different {key} ({old.get(key)!r} vs {header.get(key)!r}); "
                         "pass --run NAME or --out DIR to keep the two apart"

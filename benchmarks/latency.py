@@ -5,23 +5,29 @@ planner, next to a reference run in the same process: MPPI written the straightf
 (separate dynamics/reward passes, all value heads decoded, then two picked), i.e. the official
 code's arithmetic. The official TD-MPC2 code measured ~570 ms per MPPI step on this 2-core machine.
 
+Then MPPI against its GEMM floor (the same matrix products alone, timed alternately), in float32
+and in bfloat16 (`--dtype bfloat16`: torch's autocast).
+
     python benchmarks/latency.py [--checkpoint PATH] [--threads 2] [--calls 30] [--planners policy,mppi]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from benchctl.agents import load_checkpoint
-from benchctl.evaluate import plan_step
+from benchctl.evaluate import lower_precision, plan_step
 from benchctl.planners import make_planner, registry, resolve_config
-from benchctl.planners.mppi import MPPIPlanner
+from benchctl.planners.mppi import MPPIPlanner, effective_iterations
 from benchctl.runtime import keep_freed_memory
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "reference" / "tdmpc2-ms5-reacher-easy.pt"
@@ -45,7 +51,44 @@ class StraightforwardMPPI(MPPIPlanner):
         return (ret + discount * heads[pick].mean(0)).squeeze(1)
 
 
-def time_planner(planner, observations: np.ndarray, max_calls: int, budget_s: float, warmup: int = 2) -> np.ndarray:
+def gemm_floor(model, config, dtype: torch.dtype) -> Callable[[], None]:
+    """The matrix products of one MPPI step and nothing else: per iteration and horizon step the
+    dynamics and reward MLPs on all samples, then the policy and two Q heads at the horizon; the policy
+    trajectories' policy and dynamics MLPs once. Random weights of the model's shapes, in `dtype`."""
+    d = model.dims
+    z, a, m, bins = d.latent_dim, d.action_dim, d.mlp_dim, d.num_bins
+    n, horizon, iterations = config.num_samples, config.horizon, effective_iterations(config, a)
+
+    def mlp(i: int, o: int) -> list[torch.Tensor]:
+        return [torch.randn(m, i, dtype=dtype), torch.randn(m, m, dtype=dtype), torch.randn(o, m, dtype=dtype)]
+
+    dynamics, reward, policy, q = mlp(z + a, z), mlp(z + a, bins), mlp(z, 2 * a), mlp(z + a, bins)
+    za, zs = torch.randn(n, z + a, dtype=dtype), torch.randn(n, z, dtype=dtype)
+    prior_za, prior_z = za[: config.num_pi_trajs], zs[: config.num_pi_trajs]
+
+    def run(weights: list[torch.Tensor], x: torch.Tensor) -> None:
+        h = F.linear(x, weights[0])
+        h = F.linear(h, weights[1])
+        F.linear(h, weights[2])
+
+    def step() -> None:
+        for _ in range(horizon):  # the policy trajectories, once per step
+            run(policy, prior_z)
+            run(dynamics, prior_za)
+        for _ in range(iterations):
+            for _ in range(horizon):
+                run(dynamics, za)
+                run(reward, za)
+            run(policy, zs)
+            run(q, za)
+            run(q, za)
+
+    return step
+
+
+def time_planner(
+    planner, observations: np.ndarray, max_calls: int, budget_s: float, warmup: int = 2, dtype: str = "float32"
+) -> np.ndarray:
     """ms per planning step (encode + plan, as `benchctl eval` times it) after `warmup` steps;
     at most `max_calls` steps or about `budget_s` seconds, whichever comes first (at least 3)."""
     generator = torch.Generator().manual_seed(0)
@@ -54,7 +97,7 @@ def time_planner(planner, observations: np.ndarray, max_calls: int, budget_s: fl
     start_all = time.perf_counter()
     for i in range(warmup + max_calls):
         start = time.perf_counter()
-        plan_step(planner, observations[i % len(observations)], generator, device)
+        plan_step(planner, observations[i % len(observations)], generator, device, dtype)
         if i >= warmup:
             times.append((time.perf_counter() - start) * 1e3)
             if len(times) >= 3 and time.perf_counter() - start_all > budget_s:
@@ -94,6 +137,26 @@ def main() -> None:
             f"mppi / reference: {rows['mppi'] / rows['mppi-reference']:.2f}x time "
             f"(target: <= 450 ms; official code ~570 ms here)"
         )
+        gemm_rows(model, observations, args.calls, args.budget)
+
+
+def gemm_rows(model, observations: np.ndarray, calls: int, budget: float) -> None:
+    """benchctl's MPPI step against the GEMM floor of the same step, float32 and bfloat16, each pair
+    timed alternately in this process (the machine's drift hits both)."""
+    config = resolve_config("mppi", {})
+    print(f"{'dtype':<10}{'mppi ms':>9}{'GEMM floor ms':>15}{'ratio':>7}   (goal: ratio <= 1.2)")
+    for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        planner = make_planner("mppi", lower_precision(copy.deepcopy(model), name), config)
+        floor = gemm_floor(model, config, dtype)
+        ours, gemm = [], []
+        for _ in range(3):  # interleaved rounds
+            ours.append(np.median(time_planner(planner, observations, max(3, calls // 3), budget / 3, dtype=name)))
+            floor()  # warm
+            start = time.perf_counter()
+            for _ in range(3):
+                floor()
+            gemm.append((time.perf_counter() - start) * 1e3 / 3)
+        print(f"{name:<10}{np.median(ours):>9.1f}{np.median(gemm):>15.1f}{np.median(ours) / np.median(gemm):>7.2f}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchctl.store import read_cell
@@ -192,3 +193,25 @@ def test_a_worker_error_is_reported_retried_once_and_left_for_a_rerun(tmp_path):
     assert sorted(seen) == [("good", 0), ("good", 1)]
     assert [(label, again) for label, _, again in failures] == [("bad", True), ("bad", False)]
     assert all("BenchctlError" in why and "not a PyTorch checkpoint" in why for _, why, _ in failures)
+
+
+def test_bfloat16_planning_keeps_the_returns_within_float32s_interval(tmp_path):
+    """`--dtype bfloat16` (matrix products in bfloat16 under autocast) on the shipped agents: recorded in
+    every header, its own run folder, and each planner's mean return within the 95% interval of the
+    float32 episodes' mean (the same episode seeds)."""
+    args = ["eval", "--suite", "smoke", "--checkpoints", str(SHIPPED), "-p", "policy", "-p", "dream_mpc",
+            "--episodes", "10", "--out", str(tmp_path), "--threads", "1"]  # fmt: skip
+    assert run_cli(*args).returncode == 0
+    low = run_cli(*args, "--dtype", "bfloat16")
+    assert low.returncode == 0, low.stderr
+    for planner in ("policy", "dream_mpc"):
+        for task in ("cartpole-swingup", "reacher-easy"):
+            cells = {}
+            for run in ("tdmpc2", "tdmpc2-bfloat16"):
+                (path,) = (tmp_path / run / "smoke" / task).glob(f"{planner}@*/seed-1.jsonl")
+                header, episodes, _, _ = read_cell(path)
+                assert header is not None and header["dtype"] == ("float32" if run == "tdmpc2" else "bfloat16")
+                cells[run] = np.array([e["return"] for e in episodes])
+            full, low_returns = cells["tdmpc2"], cells["tdmpc2-bfloat16"]
+            half_width = 1.96 * full.std(ddof=1) / np.sqrt(len(full)) + 1.0  # + 1: a point is its own interval
+            assert abs(low_returns.mean() - full.mean()) <= half_width, (planner, task, full, low_returns)

@@ -17,7 +17,7 @@ import torch
 
 from benchctl.agents.base import as_recurrent
 from benchctl.errors import BenchctlError
-from benchctl.evaluate import plan_step
+from benchctl.evaluate import lower_precision, plan_step
 from benchctl.planners.base import config_dict, make_planner, resolve_config
 
 # Which config field each sweep dimension means for each planner (None: the planner has none).
@@ -80,7 +80,14 @@ def _rss_mb() -> float:
 
 
 def profile_planner(
-    model, name: str, config, observations: np.ndarray, device: torch.device, calls: int = 200, warmup: int = 5
+    model,
+    name: str,
+    config,
+    observations: np.ndarray,
+    device: torch.device,
+    calls: int = 200,
+    warmup: int = 5,
+    dtype: str = "float32",
 ) -> Profile:
     """Latency statistics of `calls` planning steps (after `warmup`), peak memory, evaluations per step."""
     planner = make_planner(name, model, config)
@@ -91,7 +98,7 @@ def profile_planner(
         filtering.begin_episode(generator)
 
     def step(obs: np.ndarray) -> None:
-        plan, _ = plan_step(planner, obs, generator, device)
+        plan, _ = plan_step(planner, obs, generator, device, dtype)
         if filtering is not None:
             filtering.executed(plan.action)
 
@@ -190,6 +197,7 @@ class ProfileRequest:
     compile_mode: str = "none"  # none, compile (torch.compile) or cudagraph
     calls: int = 200
     sweeps: list[tuple[str, list[int]]] = field(default_factory=list)
+    dtype: str = "float32"  # planning precision (evaluate.precision)
 
 
 def _synthetic(request: ProfileRequest, size: int, action_dim: int):
@@ -238,10 +246,12 @@ def run_profile(request: ProfileRequest) -> dict:
             agents.append((model, label, model.family, model.dims))
     rows = []
     for model, label, family, dims in agents:
-        model = _compiled(model, request.compile_mode)
+        model = _compiled(lower_precision(model, request.dtype), request.compile_mode)
         model.discount = 0.99
         for spec in (spec.for_family(family) for spec in request.planners):
-            profile = profile_planner(model, spec.name, spec.config, _observations(dims), request.device, request.calls)
+            profile = profile_planner(
+                model, spec.name, spec.config, _observations(dims), request.device, request.calls, dtype=request.dtype
+            )
             rows.append({"agent": label, "family": family} | profile.row())
     sweep_rows: dict[str, list[dict]] = {}
     for dimension, values in request.sweeps:
@@ -269,6 +279,7 @@ def run_profile(request: ProfileRequest) -> dict:
         "machine": machine(request.device),
         "device": str(request.device),
         "compile": request.compile_mode,
+        "dtype": request.dtype,
         "calls": request.calls,
         "rows": rows,
         "sweeps": sweep_rows,
