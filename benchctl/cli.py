@@ -205,11 +205,15 @@ def _check_dtype(dtype: str) -> str:
     return dtype
 
 
-def _engine(executor: str, jobs: int, address: str, gpus: float, partition: str | None, minutes: int, out_dir: Path):
+def _engine(
+    executor: str, jobs: int, address: str, gpus: float, partition: str | None, minutes: int, out_dir: Path, device: str
+):
     from benchctl.engines import make_engine
 
     if jobs > 1 and executor != "local":
         raise BenchctlError(f"--jobs {jobs} is for --executor local; {executor} sizes itself by its cluster")
+    if device.startswith("cuda") and executor != "local" and gpus == 0:
+        raise BenchctlError(f"--device {device} --executor {executor}: give each worker GPUs, e.g. --gpus-per-worker 1")
     return make_engine(executor, jobs, address, gpus, partition, minutes, folder=out_dir / ".submitit")
 
 
@@ -299,7 +303,7 @@ def eval_command(
         suite, specs, checkpoints, checkpoint, task, tasks, seeds, episodes, device, out_dir, run, default_run
     )
     request.augment, request.dtype = augment, dtype
-    _finish_eval(request, _engine(executor, jobs, address, gpus_per_worker, partition, minutes, out_dir))
+    _finish_eval(request, _engine(executor, jobs, address, gpus_per_worker, partition, minutes, out_dir, device))
 
 
 def _matched_specs(names: list[str], set_items: list[str], budget_text: str, source: Path, device: str):
@@ -365,7 +369,7 @@ def sweep_command(
     request = _request(
         suite, specs, checkpoints, checkpoint, task, tasks, seeds, episodes, device, out_dir, run, "sweep-{family}"
     )
-    _finish_eval(request, _engine(executor, jobs, address, gpus_per_worker, partition, minutes, out_dir))
+    _finish_eval(request, _engine(executor, jobs, address, gpus_per_worker, partition, minutes, out_dir, device))
 
 
 @app.command("report")

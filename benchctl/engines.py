@@ -169,7 +169,7 @@ class LocalEngine:
         try:
             while queue or running:
                 while queue and len(running) < self.workers:
-                    job = queue.pop(0)
+                    job = _on_a_gpu(queue.pop(0), [j for j, _ in running.values()])
                     receive, send = context.Pipe(duplex=False)
                     process = context.Process(target=_local_worker, args=(job, send), daemon=True)
                     process.start()
@@ -192,6 +192,14 @@ class LocalEngine:
                 process.kill()
                 process.join()
         follower.poll(jobs, on_record)
+
+
+def _on_a_gpu(job: CellJob, running: list[CellJob]) -> CellJob:
+    """`--device cuda` with local workers: each worker gets the visible GPU with the fewest cells."""
+    if job.device != "cuda" or torch.cuda.device_count() < 2:
+        return job
+    load = [sum(j.device == f"cuda:{i}" for j in running) for i in range(torch.cuda.device_count())]
+    return _replace(job, device=f"cuda:{load.index(min(load))}")
 
 
 def _message(receive) -> str | None:
