@@ -302,7 +302,7 @@ def eval_command(
     request = _request(
         suite, specs, checkpoints, checkpoint, task, tasks, seeds, episodes, device, out_dir, run, default_run
     )
-    request.augment, request.dtype = augment, dtype
+    request.augment, request.dtype, request.threads = augment, dtype, threads
     _finish_eval(request, _engine(executor, jobs, address, gpus_per_worker, partition, minutes, out_dir, device))
 
 
@@ -369,6 +369,7 @@ def sweep_command(
     request = _request(
         suite, specs, checkpoints, checkpoint, task, tasks, seeds, episodes, device, out_dir, run, "sweep-{family}"
     )
+    request.threads = threads
     _finish_eval(request, _engine(executor, jobs, address, gpus_per_worker, partition, minutes, out_dir, device))
 
 

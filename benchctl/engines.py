@@ -170,6 +170,8 @@ class LocalEngine:
             while queue or running:
                 while queue and len(running) < self.workers:
                     job = _on_a_gpu(queue.pop(0), [j for j, _ in running.values()])
+                    if job.threads is None:  # the workers share the CPUs instead of each taking all of them
+                        job = _replace(job, threads=max(1, len(machine.cpus()) // self.workers))
                     receive, send = context.Pipe(duplex=False)
                     process = context.Process(target=_local_worker, args=(job, send), daemon=True)
                     process.start()

@@ -89,6 +89,7 @@ class EvalRequest:
     run: str | None = None  # default: the agent family; "{family}" in it is replaced by the family
     augment: bool = True  # pixel agents: the official evaluation-time random shift (planner-independent)
     dtype: str = "float32"  # precision of the model's matrix products while planning (evaluate.precision)
+    threads: int | None = None  # torch threads per worker (--threads); None: the engine's share of the CPUs
 
 
 class Reporter(Protocol):
@@ -405,7 +406,7 @@ def run(request: EvalRequest, reporter: Reporter, engine: Engine | None = None) 
             device=request.device,
             augment=request.augment,
             dtype=request.dtype,
-            threads=torch.get_num_threads(),
+            threads=request.threads,
             label=f"{agent.task.name} {spec.label} seed {agent.seed}",
         )
         jobs.append(job)

@@ -23,6 +23,9 @@ MANIFEST_HEADER = """\
 # the CPU development machine; training_steps are environment steps after action repeat.
 """
 RETURN_PLANNERS = ("policy", "mppi", "dream_mpc")
+# Per family where it differs: Dreamer's own planners (Dream-MPC App. D) at its Tab. 16 settings. PlaNet's
+# CEM and Grad-MPC (120,000 model evaluations per step, seconds per step on a CPU) are measured apart.
+FAMILY_PLANNERS = {"dreamer": ("policy", "dream_mpc", "policy_grad_mpc")}
 
 
 @dataclass
@@ -148,7 +151,7 @@ def prepare(checkpoint: Path, episodes: int, out_dir: Path, root: Path | None = 
     request = execute.EvalRequest(
         suite,
         [execute.AgentSpec(task, run_id["seed"], path)],
-        execute.resolve_planners(list(RETURN_PLANNERS), []),
+        execute.resolve_planners(list(FAMILY_PLANNERS.get(run_id.get("family", "tdmpc2"), RETURN_PLANNERS)), []),
         episodes,
         "cpu",
         out_dir,

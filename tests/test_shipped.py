@@ -9,6 +9,7 @@ import tomllib
 import pytest
 
 from benchctl.agents import describe_checkpoint
+from benchctl.shipped import FAMILY_PLANNERS, RETURN_PLANNERS
 from benchctl.suites import load_suite, make_env
 from tests.conftest import REPO, run_cli
 
@@ -29,9 +30,9 @@ def test_manifest_matches_the_files_and_every_agent_fits_its_task():
         assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"], entry["path"]
         info = describe_checkpoint(path)
         assert info.family == entry["family"]
-        env = make_env(load_suite(entry["suite"]).task(entry["task"]))
+        env = make_env(load_suite(entry["suite"]).task(entry["task"]), family=info.family)
         assert (info.dims.obs_dim, info.dims.action_dim) == (env.obs_dim, env.action_dim)
-        assert set(entry["returns"]) == {"policy", "mppi", "dream_mpc"}
+        assert set(entry["returns"]) == set(FAMILY_PLANNERS.get(info.family, RETURN_PLANNERS))
 
 
 def test_eval_without_checkpoints_runs_the_shipped_agents(tmp_path):
