@@ -266,22 +266,33 @@ class RayEngine:
                 on_record(next(j for j in jobs if j.path == path), record)
 
         running = {remote.remote(job, records): job for job in jobs}
-        while running:
-            ready, _ = ray.wait(list(running), timeout=0.5, num_returns=1)
+        try:
+            while running:
+                ready, _ = ray.wait(list(running), timeout=0.5, num_returns=1)
+                drain()
+                for ref in ready:
+                    job = running.pop(ref)
+                    try:
+                        ray.get(ref)
+                    except Exception as exc:  # noqa: BLE001 - Ray wraps worker deaths and task errors alike
+                        drain()
+                        left = tuple(i for i in job.episodes if i not in cells[job.path].done)
+                        if left and _retry_or_fail(job, _ray_reason(exc), attempts, on_failure):
+                            retry = _replace(job, episodes=left)
+                            running[remote.remote(retry, records)] = retry
             drain()
-            for ref in ready:
-                job = running.pop(ref)
-                try:
-                    ray.get(ref)
-                except Exception as exc:  # noqa: BLE001 - Ray wraps worker deaths and task errors alike
-                    drain()
-                    left = tuple(i for i in job.episodes if i not in cells[job.path].done)
-                    if left and _retry_or_fail(
-                        job, f"{type(exc).__name__}: {exc}".splitlines()[0], attempts, on_failure
-                    ):
-                        retry = _replace(job, episodes=left)
-                        running[remote.remote(retry, records)] = retry
-        drain()
+        finally:
+            for ref in running:  # Ctrl-C or an error in the driver: the cluster stops this run's tasks
+                ray.cancel(ref, force=True)
+
+
+def _ray_reason(exc: Exception) -> str:
+    """One line for a failed Ray task: the error inside the task, or how its worker died."""
+    cause = getattr(exc, "cause", None) or exc
+    text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    if type(cause).__name__ in ("WorkerCrashedError", "ActorDiedError", "NodeDiedError") or not text:
+        return f"its worker process died ({type(cause).__name__})"
+    return f"{type(cause).__name__}: {text}"
 
 
 def _ray_cell(job: CellJob, records) -> int:
@@ -340,9 +351,14 @@ class SlurmEngine:
         while pending:
             submitted = list(zip(self.executor.map_array(run_cells, pending), pending, strict=True))
             pending = []
-            while any(not j.done() for j, _ in submitted):
-                time.sleep(self.poll_seconds)
-                follower.poll(jobs, on_record)
+            try:
+                while any(not j.done() for j, _ in submitted):
+                    time.sleep(self.poll_seconds)
+                    follower.poll(jobs, on_record)
+            except BaseException:  # Ctrl-C: the array's tasks are cancelled (scancel), finished episodes stay
+                for slurm_job, _ in submitted:
+                    slurm_job.cancel(check=False)
+                raise
             follower.poll(jobs, on_record)
             for slurm_job, group in submitted:
                 error = slurm_job.exception()
