@@ -244,10 +244,13 @@ def load_dreamer(path: str | Path, blob: dict | None = None, device: str = "cpu"
     return model.eval().requires_grad_(False).to(device)
 
 
-def save_dreamer(model: DreamerModel, path: str | Path, optimizers: dict[str, dict] | None = None) -> None:
+def save_dreamer(
+    model: DreamerModel, path: str | Path, optimizers: dict[str, dict] | None = None, extra: dict | None = None
+) -> None:
     """Write `model` as dreamer-pytorch's main.py does: one state dict per part, plus the optimizers'
-    (`model_optimizer`, `actor_optimizer`, `value_optimizer`; empty dicts for a model never trained)."""
+    (`model_optimizer`, `actor_optimizer`, `value_optimizer`; empty dicts for a model never trained).
+    `extra`: more entries (benchctl's training progress), which dreamer-pytorch does not read."""
     blob: dict[str, dict] = {part: getattr(model, part).state_dict() for part in PARTS}
     for name in ("model_optimizer", "actor_optimizer", "value_optimizer"):
         blob[name] = (optimizers or {}).get(name, {})
-    torch.save(blob, path)
+    torch.save(blob | (extra or {}), path)

@@ -15,7 +15,8 @@ Data collection (DreamerTrainer): S seed episodes of uniform random actions; the
 C updates and one episode acted by the agent (the actor's sample, or any planner: App. D's
 "planning during training") with N(0, 0.3^2) exploration noise, clamped to [-1, 1]. Images are
 stored as uint8 frames and quantized to 5 bits with uniform dequantization noise when sampled.
-Every random draw comes from the run's generator; a run resumes from its last save.
+Every random draw comes from the run's generator; a run resumes from its last save: the checkpoint
+itself (weights, optimizers, counters and generator in one file), so `.resume.pt` stays a few bytes.
 """
 
 from __future__ import annotations
@@ -255,34 +256,44 @@ class DreamerTrainer:
 
     # -- persistence -----------------------------------------------------------------------
     def save(self) -> None:
-        out = self.request.out
+        """The checkpoint carries everything to continue (dreamer-pytorch's dict plus a `benchctl` entry:
+        run identity, counters, generator), so one atomic write is the resume point; `.resume.pt` repeats
+        the identity and step in a few bytes (what the queue reads)."""
+        out, progress = self.request.out, self._progress()
         tmp = out.with_name(out.name + ".tmp")
-        save_dreamer(self.net, tmp, self.learner.optimizer_states())
+        save_dreamer(self.net, tmp, self.learner.optimizer_states(), extra={"benchctl": progress})
         os.replace(tmp, out)
         atomic_save({"step": self.step, "buffer": self.buffer.state()}, self.buffer_path)
-        atomic_save(
-            {
-                "identity": json.dumps(self.request.identity()),
-                "step": self.step,
-                "episode": self.episode,
-                "updates": self.updates,
-                "model": {part: getattr(self.net, part).state_dict() for part in PARTS},
-                "optimizers": self.learner.optimizer_states(),
-                "generator": self.generator.get_state(),
-            },
-            self.resume_path,
-        )
+        atomic_save({"identity": progress["identity"], "step": self.step}, self.resume_path)
+
+    def _progress(self) -> dict[str, Any]:
+        return {
+            "identity": json.dumps(self.request.identity()),
+            "step": self.step,
+            "episode": self.episode,
+            "updates": self.updates,
+            "generator": self.generator.get_state(),
+        }
 
     def try_resume(self) -> bool:
-        if not self.resume_path.exists():
+        if not self.resume_path.exists() or not self.request.out.exists():
             return False
-        state = torch.load(self.resume_path, weights_only=True)
-        check_identity(self.resume_path, json.loads(state["identity"]), self.request.identity())
+        blob = torch.load(self.request.out, weights_only=True)
+        progress = blob.get("benchctl")
+        if progress is None:
+            raise BenchctlError(
+                f"{self.request.out} is not a checkpoint of a benchctl Dreamer training run; pass another --out"
+            )
+        check_identity(self.resume_path, json.loads(progress["identity"]), self.request.identity())
         for part in PARTS:
-            getattr(self.net, part).load_state_dict(state["model"][part])
-        self.learner.load_optimizer_states(state["optimizers"])
-        self.generator.set_state(state["generator"])
-        self.step, self.episode, self.updates = int(state["step"]), int(state["episode"]), int(state["updates"])
+            getattr(self.net, part).load_state_dict(blob[part])
+        self.learner.load_optimizer_states(blob)
+        self.generator.set_state(progress["generator"])
+        self.step, self.episode, self.updates = (
+            int(progress["step"]),
+            int(progress["episode"]),
+            int(progress["updates"]),
+        )
         self.run_log.drop_after(self.step)
         saved = torch.load(self.buffer_path, weights_only=True) if self.buffer_path.exists() else None
         if saved is not None and int(saved["step"]) == self.step:
