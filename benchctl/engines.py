@@ -16,7 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
@@ -171,7 +171,7 @@ class LocalEngine:
                 while queue and len(running) < self.workers:
                     job = _on_a_gpu(queue.pop(0), [j for j, _ in running.values()])
                     if job.threads is None:  # the workers share the CPUs instead of each taking all of them
-                        job = _replace(job, threads=max(1, len(machine.cpus()) // self.workers))
+                        job = replace(job, threads=max(1, len(machine.cpus()) // self.workers))
                     receive, send = context.Pipe(duplex=False)
                     process = context.Process(target=_local_worker, args=(job, send), daemon=True)
                     process.start()
@@ -201,7 +201,7 @@ def _on_a_gpu(job: CellJob, running: list[CellJob]) -> CellJob:
     if job.device != "cuda" or torch.cuda.device_count() < 2:
         return job
     load = [sum(j.device == f"cuda:{i}" for j in running) for i in range(torch.cuda.device_count())]
-    return _replace(job, device=f"cuda:{load.index(min(load))}")
+    return replace(job, device=f"cuda:{load.index(min(load))}")
 
 
 def _message(receive) -> str | None:
@@ -278,7 +278,7 @@ class RayEngine:
                         drain()
                         left = tuple(i for i in job.episodes if i not in cells[job.path].done)
                         if left and _retry_or_fail(job, _ray_reason(exc), attempts, on_failure):
-                            retry = _replace(job, episodes=left)
+                            retry = replace(job, episodes=left)
                             running[remote.remote(retry, records)] = retry
             drain()
         finally:
@@ -298,12 +298,6 @@ def _ray_reason(exc: Exception) -> str:
 def _ray_cell(job: CellJob, records) -> int:
     """A Ray task: run the cell without touching its file, each record sent to the driver."""
     return run_cell(job, emit=lambda record: records.put((job.path, record)), write=False)
-
-
-def _replace(job: CellJob, **changes) -> CellJob:
-    from dataclasses import replace
-
-    return replace(job, **changes)
 
 
 def run_cells(jobs: list[CellJob]) -> int:
@@ -366,7 +360,7 @@ class SlurmEngine:
                     continue
                 detail = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
                 why = f"Slurm job {slurm_job.job_id}: {detail}"
-                left = [_replace(j, episodes=follower.missing(j)) for j in group]
+                left = [replace(j, episodes=follower.missing(j)) for j in group]
                 if _retry_or_fail(group[0], why, attempts, on_failure):
                     pending.append([j for j in left if j.episodes])
 

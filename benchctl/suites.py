@@ -101,6 +101,7 @@ def make_env(task: Task, seed: int = 0, family: str = "tdmpc2"):
 
         return GymEnv(task.params["id"], task.episode_length, task.action_repeat)
     if task.env == "dmc-pixels":
+        from benchctl.agents import pixel_protocol
         from benchctl.envs.dmc_pixels import PixelDMCEnv
 
         return PixelDMCEnv(
@@ -109,7 +110,7 @@ def make_env(task: Task, seed: int = 0, family: str = "tdmpc2"):
             task.episode_length,
             task.action_repeat,
             seed,
-            protocol="dreamer" if family == "dreamer" else "tdmpc2",
+            protocol=pixel_protocol(family),
         )
     if task.env == "metaworld":
         from benchctl.envs.metaworld import MetaWorldEnv

@@ -17,6 +17,12 @@ def planning_discount(family: str, task_discount: float) -> float:
     return float(getattr(_FAMILY_MODELS.get(family), "fixed_discount", None) or task_discount)
 
 
+def pixel_protocol(family: str) -> str:
+    """How a family's official code renders pixel observations (envs/dmc_pixels.py): "tdmpc2" unless the
+    family says otherwise (Dreamer: dreamer-pytorch's single resized frame)."""
+    return str(getattr(_FAMILY_MODELS.get(family), "pixel_protocol", "tdmpc2"))
+
+
 def planner_defaults(family: str, planner: str) -> dict[str, Any]:
     """Option values `family` gives `planner` by default ({} where the planner's own defaults hold)."""
     return dict(_PLANNER_DEFAULTS.get(family, {}).get(planner, {}))
@@ -30,5 +36,6 @@ __all__ = [
     "load_checkpoint",
     "load_checkpoint_with_info",
     "planner_defaults",
+    "pixel_protocol",
     "planning_discount",
 ]

@@ -56,7 +56,7 @@ class DreamerWorldModel(nn.Module):
     return_lambda = 0.95  # Vλ's lambda (Eq. 14; Tab. 16 "horizon discount factor")
     fixed_discount = 0.99  # Tab. 16, whatever the episode length
     planner_defaults: ClassVar[dict[str, dict[str, Any]]] = PLANNER_DEFAULTS
-    pixel_protocol = "dreamer"  # dreamer-pytorch's rendering: one 64x64 frame (envs/dmc_pixels.py)
+    pixel_protocol = "dreamer"  # dreamer-pytorch's rendering: one resized 64x64 frame (envs/dmc_pixels.py)
 
     def __init__(self, net: DreamerModel, bit_depth: int = 5, mode_samples: int = 100):
         super().__init__()

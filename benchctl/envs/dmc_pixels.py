@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Literal
 
 import numpy as np
 import torch
@@ -36,13 +35,15 @@ class PixelDMCEnv:
         seed: int = 0,
         frames: int = 3,
         size: int = 64,
-        protocol: Literal["tdmpc2", "dreamer"] = "tdmpc2",
+        protocol: str = "tdmpc2",  # "tdmpc2" or "dreamer" (agents.pixel_protocol)
     ):
         self.gl = choose_gl()  # before dm_control's renderer is imported
         from benchctl.envs.dmc import DMCEnv
 
         self._state = DMCEnv(domain, task, episode_length, action_repeat, seed)
         self._physics = self._state.physics
+        if protocol not in ("tdmpc2", "dreamer"):
+            raise ValueError(f"pixel protocol {protocol!r}: tdmpc2 or dreamer")
         self.protocol = protocol
         if protocol == "dreamer":
             frames, self._camera = 1, 0
