@@ -195,6 +195,12 @@ Dtype_ = Annotated[
     str, typer.Option("--dtype", help="float32, or bfloat16: matrix products in bfloat16 while planning (autocast)")
 ]
 Time_ = Annotated[int, typer.Option("--time", min=1, help="slurm: minutes per array task")]
+BatchEpisodes_ = Annotated[
+    int,
+    typer.Option(
+        "--batch-episodes", min=1, max=1024, help="episodes of a cell in lockstep: one planner call per step for all"
+    ),
+]
 
 
 def _check_dtype(dtype: str) -> str:
@@ -276,6 +282,7 @@ def eval_command(
     partition: Partition_ = None,
     minutes: Time_ = 60,
     dtype: Dtype_ = "float32",
+    batch_episodes: BatchEpisodes_ = 1,
     augment: Annotated[
         bool,
         typer.Option(
@@ -303,6 +310,7 @@ def eval_command(
         suite, specs, checkpoints, checkpoint, task, tasks, seeds, episodes, device, out_dir, run, default_run
     )
     request.augment, request.dtype, request.threads = augment, dtype, threads
+    request.batch_episodes = batch_episodes
     _finish_eval(request, _engine(executor, jobs, address, gpus_per_worker, partition, minutes, out_dir, device))
 
 
@@ -356,6 +364,7 @@ def sweep_command(
     gpus_per_worker: Gpus_ = 0.0,
     partition: Partition_ = None,
     minutes: Time_ = 60,
+    batch_episodes: BatchEpisodes_ = 1,
 ):
     """Evaluate every point of a grid of planner options (ordinary cells: resume, merge, report); the report
     draws each swept option as a curve, and `eval --match` picks from the points."""
@@ -369,7 +378,7 @@ def sweep_command(
     request = _request(
         suite, specs, checkpoints, checkpoint, task, tasks, seeds, episodes, device, out_dir, run, "sweep-{family}"
     )
-    request.threads = threads
+    request.threads, request.batch_episodes = threads, batch_episodes
     _finish_eval(request, _engine(executor, jobs, address, gpus_per_worker, partition, minutes, out_dir, device))
 
 

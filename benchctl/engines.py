@@ -25,7 +25,7 @@ import torch
 
 from benchctl import machine
 from benchctl.errors import BenchctlError
-from benchctl.evaluate import episode_seed, lower_precision, run_episode
+from benchctl.evaluate import episode_seed, lower_precision, run_episodes
 from benchctl.store import open_cell, read_cell
 from benchctl.suites import Task, make_env
 
@@ -47,6 +47,7 @@ class CellJob:
     device: str = "cpu"
     augment: bool = True
     dtype: str = "float32"  # planning precision (evaluate.precision)
+    batch_episodes: int = 1  # episodes run in lockstep, one planner call per step for all (evaluate.run_episodes)
     threads: int | None = None  # torch threads in the worker (None: torch's choice)
     label: str = ""
 
@@ -72,8 +73,9 @@ def _model(job: CellJob):
 
 
 def run_cell(job: CellJob, emit: Callable[[dict], None] | None = None, write: bool = True) -> int:
-    """Run the job's episodes its cell file does not hold yet, in index order. Each record is appended
-    to the cell file (`write`) before `emit` sees it. Returns how many episodes ran."""
+    """Run the job's episodes its cell file does not hold yet, in index order, `batch_episodes` at a
+    time in lockstep. Each record is appended to the cell file (`write`) before `emit` sees it (a
+    lockstep group's records when the group ends). Returns how many episodes ran."""
     from benchctl.planners.base import make_planner, planner_class
 
     if job.threads is not None:
@@ -84,17 +86,21 @@ def run_cell(job: CellJob, emit: Callable[[dict], None] | None = None, write: bo
         return 0
     model = _model(job)
     planner = make_planner(job.planner, model, planner_class(job.planner).Config(**job.config))
-    env = make_env(job.task, seed=job.seed, family=model.family)
+    size = max(1, min(job.batch_episodes, len(todo)))
+    envs = [make_env(job.task, seed=job.seed, family=model.family) for _ in range(size)]
     device = torch.device(job.device)
-    for index in todo:
-        seed = episode_seed(job.seed, index)
-        record = {"type": "episode", "episode": index, "env_seed": seed}
-        record |= run_episode(env, planner, seed, device, job.dtype)
-        record["load_avg"] = machine.load_average()
-        if cell is not None:
-            cell.append(record)
-        if emit is not None:
-            emit(record)
+    for first in range(0, len(todo), size):
+        group = todo[first : first + size]
+        seeds = [episode_seed(job.seed, index) for index in group]
+        results = run_episodes(envs[: len(group)], planner, seeds, device, job.dtype)
+        load = machine.load_average()
+        for index, seed, result in zip(group, seeds, results, strict=True):
+            record = {"type": "episode", "episode": index, "env_seed": seed} | result
+            record["load_avg"] = load
+            if cell is not None:
+                cell.append(record)
+            if emit is not None:
+                emit(record)
     return len(todo)
 
 

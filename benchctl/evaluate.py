@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
 from benchctl.agents.base import as_recurrent
+from benchctl.draws import Draws, EpisodeGenerators
 from benchctl.envs.base import Env, SimulatorError
-from benchctl.planners.base import Plan, Planner
-from benchctl.planners.rollout import predict_plan
+from benchctl.planners.base import Plan, Planner, Plans
+from benchctl.planners.rollout import predict_plans
 
 
 def episode_seed(cell_seed: int, episode: int) -> int:
@@ -63,11 +64,16 @@ def _finite_or_none(value: float | None) -> float | None:
 
 
 def observe(model, obs: np.ndarray, device: torch.device) -> torch.Tensor:
-    """The latent of the current observation (1, Z): encode(obs), or for a recurrent model (Dreamer)
-    one filtering step that also reads the history (`observe`)."""
+    """The latent of the current observation (obs_shape) -> (1, Z): encode(obs), or for a recurrent
+    model (Dreamer) one filtering step that also reads the history (`observe`)."""
+    return observe_batch(model, np.expand_dims(obs, 0), device)
+
+
+def observe_batch(model, obs: np.ndarray, device: torch.device) -> torch.Tensor:
+    """The latents (E, Z) of E episodes' current observations (E, *obs_shape)."""
     filtering = as_recurrent(model)
     with torch.inference_mode():
-        x = torch.as_tensor(obs, device=device).unsqueeze(0)
+        x = torch.as_tensor(obs, device=device)
         return filtering.observe(x) if filtering is not None else model.encode(x)
 
 
@@ -100,120 +106,189 @@ def plan_step(
     planner: Planner, obs: np.ndarray, generator: torch.Generator, device: torch.device, dtype: str = "float32"
 ) -> tuple[Plan, torch.Tensor]:
     """Encode one observation (obs_dim,) and plan: what a controller waits for at each step.
-    Returns the plan and the latent it started from (1, Z).
+    Returns the plan and the latent it started from (1, Z)."""
+    plans, z = plan_steps(planner, np.expand_dims(obs, 0), generator, device, dtype)
+    return plans.episode(0), z
+
+
+def plan_steps(
+    planner: Planner, obs: np.ndarray, generator: Draws, device: torch.device, dtype: str = "float32"
+) -> tuple[Plans, torch.Tensor]:
+    """Encode the observations of E lockstep episodes (E, *obs_shape) and plan for all of them in one
+    call. Returns the plans and the latents they started from (E, Z).
 
     Gradient-free planners run under inference mode; gradient planners get a normal tensor z so
     that autograd can differentiate with respect to their actions.
     """
     with precision(device, dtype):
-        z = observe(planner.model, obs, device).float()
+        z = observe_batch(planner.model, obs, device).float()
         if planner.uses_gradients:
-            return planner.plan(z.clone(), generator), z  # a clone outside inference mode is a normal tensor
+            return planner.plan_episodes(z.clone(), generator), z  # a clone outside inference mode is a normal tensor
         with torch.inference_mode():
-            return planner.plan(z, generator), z
+            return planner.plan_episodes(z, generator), z
 
 
-def _prediction(planner: Planner, z: torch.Tensor, plan: Plan) -> tuple:
-    """(predicted return, predicted discounted reward sum) of the executed plan from its latent z
-    (1, Z), for the model-exploitation metric: `predict_plan` on the plan's sequence when the planner
-    gives one, else its own numbers. Outside the timed region, and its model evaluations are not counted."""
-    if plan.sequence is None:
-        return plan.predicted_return, plan.predicted_rewards
+def _predictions(planner: Planner, z: torch.Tensor, plans: Plans) -> tuple[list[float | None], list[float | None]]:
+    """(predicted returns, predicted discounted reward sums) of the executed plans from their latents
+    z (E, Z), for the model-exploitation metric: `predict_plans` on the plans' sequences when the
+    planner gives them, else its own numbers. Outside the timed region, and its model evaluations
+    are not counted."""
+
+    def listed(values: torch.Tensor | None) -> list[float | None]:
+        return [None] * len(plans) if values is None else [float(v) for v in values]
+
+    if plans.sequences is None:
+        return listed(plans.predicted_returns), listed(plans.predicted_rewards)
     model = planner.model
     counted, work = model.model_evals, dict(getattr(model, "work", {}))
     with torch.inference_mode():
-        prediction = predict_plan(model, z, plan.sequence.detach().float())
+        returns, rewards = predict_plans(model, z, plans.sequences.detach().float())
     model.model_evals = counted
     if work:
         model.work.update(work)  # type: ignore[attr-defined]  # models that count more than evals
-    return prediction
+    return listed(returns), listed(rewards)
+
+
+@dataclass
+class _Episode:
+    """What one episode of the loop has gathered so far."""
+
+    seed: int
+    obs: np.ndarray
+    running: bool = True
+    latencies: list[float] = field(default_factory=list)
+    evals: list[float] = field(default_factory=list)
+    work: dict[str, list[float]] = field(default_factory=dict)
+    rewards: list[float] = field(default_factory=list)
+    predicted: list[float | None] = field(default_factory=list)
+    predicted_rewards: list[float | None] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    success: bool | None = None
+    failed: str | None = None
+    terminated: bool = False
+    ended_at: float = 0.0
 
 
 def run_episode(env: Env, planner: Planner, seed: int, device: torch.device, dtype: str = "float32") -> dict:
-    """One seeded episode. Returns the record the store writes (minus the episode index).
+    """One seeded episode. Returns the record the store writes (minus the episode index)."""
+    return run_episodes([env], planner, [seed], device, dtype)[0]
 
-    Latency covers encode + plan (observation upload and action download included), the time a
-    controller waits for its action. World-model evaluations are counted by the model. `dtype`:
-    the precision planning runs in (`precision`); the exploitation prediction stays float32.
+
+def run_episodes(
+    envs: list[Env], planner: Planner, seeds: list[int], device: torch.device, dtype: str = "float32"
+) -> list[dict]:
+    """E seeded episodes in lockstep (E = len(envs), one environment each): at every step the planner
+    is called once on all E observations. Returns one record per episode, in order.
+
+    Each episode draws from its own generator seeded with its seed (`benchctl.draws`), so it plans as
+    it would alone; episodes that end early (success, a fall, a failure) stay in the batch, unstepped,
+    until the last one ends. Latency covers encode + plan (observation upload and action download
+    included), the time a controller waits for its action: in lockstep, the time of the call for all E
+    (records then carry `lockstep: E`). World-model evaluations are counted by the model, per episode.
+    `dtype`: the precision planning runs in (`precision`); the exploitation prediction stays float32.
 
     A planner action that is not finite (a diverged model) is never sent to the simulator: the
     episode stops there and its record carries `failed` (why), with the return reached so far.
     So does an episode whose simulator gives up (SimulatorError).
     """
     model = planner.model
-    generator = torch.Generator(device=device).manual_seed(seed)
+    count = len(envs)
+    generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
+    generator: Draws = generators[0] if count == 1 else EpisodeGenerators(generators)
     if getattr(model, "augment", False):  # the pixel shift draws from torch's global generator (official code)
-        torch.manual_seed(seed)
-    rendered = getattr(env, "render_seconds", None)
+        torch.manual_seed(seeds[0])
+    rendered = [getattr(env, "render_seconds", None) for env in envs]
     timer = StepTimer(device)
-    obs = env.reset(seed)
+    episodes = [_Episode(seed, env.reset(seed)) for env, seed in zip(envs, seeds, strict=True)]
     planner.reset()
     filtering = as_recurrent(model)
-    if filtering is not None:  # a blank history; the filter draws from the episode's generator
+    if filtering is not None:  # blank histories; the filter draws from the episodes' generators
         filtering.begin_episode(generator)
-    latencies: list[float] = []
-    evals: list[int] = []
-    rewards: list[float] = []
-    predicted: list[float | None] = []
-    predicted_rewards: list[float | None] = []
-    total, success, failed, terminated, start = 0.0, None, None, False, time.perf_counter()
-    counts = dict.fromkeys(planner.counted_info, 0)
     work: dict[str, int] = getattr(model, "work", None) or {}
-    work_done: dict[str, list[int]] = {key: [] for key in work}
-    for step in range(env.episode_length):
+    for episode in episodes:
+        episode.counts = dict.fromkeys(planner.counted_info, 0)
+        episode.work = {key: [] for key in work}
+    start = time.perf_counter()
+    for step in range(envs[0].episode_length):
         evals_before, work_before = model.model_evals, dict(work)
         t0 = timer.now()
-        plan, z = plan_step(planner, obs, generator, device, dtype)
-        action = plan.action.detach().float().cpu().numpy()  # bfloat16 planning may hand back bfloat16
-        latencies.append((timer.now() - t0) * 1e3)
+        plans, z = plan_steps(planner, np.stack([e.obs for e in episodes]), generator, device, dtype)
+        actions = plans.actions.detach().float().cpu().numpy()  # bfloat16 planning may hand back bfloat16
+        latency = (timer.now() - t0) * 1e3
         if filtering is not None:  # the next filtering step conditions on what was executed
-            filtering.executed(plan.action)
-        evals.append(model.model_evals - evals_before)
-        for key, done in work_done.items():
-            done.append(work[key] - work_before[key])
-        if not np.isfinite(action).all():
-            failed = f"non-finite action at step {step} (the planner or the model produced NaN/inf)"
+            filtering.executed(plans.actions)
+        evals = (model.model_evals - evals_before) / count
+        stepped = []
+        for e, (episode, env) in enumerate(zip(episodes, envs, strict=True)):
+            if not episode.running:
+                continue
+            episode.latencies.append(latency)
+            episode.evals.append(evals)
+            for key, done in episode.work.items():
+                done.append((work[key] - work_before[key]) / count)
+            if not np.isfinite(actions[e]).all():
+                episode.failed = f"non-finite action at step {step} (the planner or the model produced NaN/inf)"
+            else:
+                try:
+                    result = env.step(actions[e])
+                except SimulatorError as exc:
+                    episode.failed = str(exc)
+                else:
+                    stepped.append(e)
+                    for key in episode.counts:
+                        episode.counts[key] += int(plans.info[key][e]) if key in plans.info else 0
+                    episode.rewards.append(result.reward)
+                    episode.obs = result.obs
+                    if result.success is not None:
+                        episode.success = result.success
+                    episode.terminated = result.terminated
+                    if result.done:
+                        episode.running = False
+            if episode.failed is not None:
+                episode.running = False
+            if not episode.running:
+                episode.ended_at = time.perf_counter()
+        if stepped:
+            with precision(device, dtype):  # the model's own prediction, at the precision it planned with
+                returns, reward_sums = _predictions(planner, z, plans)
+            for e in stepped:
+                episodes[e].predicted.append(_finite_or_none(returns[e]))
+                episodes[e].predicted_rewards.append(_finite_or_none(reward_sums[e]))
+        if not any(episode.running for episode in episodes):
             break
-        try:
-            result = env.step(action)
-        except SimulatorError as exc:
-            failed = str(exc)
-            break
-        for key in counts:
-            counts[key] += int(plan.info.get(key, 0))
-        with precision(device, dtype):  # the model's own prediction, at the precision it planned with
-            predicted_return, predicted_sum = _prediction(planner, z, plan)
-        predicted.append(_finite_or_none(predicted_return))
-        predicted_rewards.append(_finite_or_none(predicted_sum))
-        rewards.append(result.reward)
-        total += result.reward
-        obs = result.obs
-        if result.success is not None:
-            success = result.success
-        terminated = result.terminated
-        if result.done:
-            break
+    end = time.perf_counter()
+    return [
+        _record(episode, env, before, start, end, count)
+        for episode, env, before in zip(episodes, envs, rendered, strict=True)
+    ]
+
+
+def _record(episode: _Episode, env: Env, rendered: float | None, start: float, end: float, lockstep: int) -> dict:
+    """The store's record of one finished episode."""
+    steps = len(episode.rewards)
     record: dict[str, Any] = {
-        "return": total,
-        "success": success,
-        "length": len(rewards),
-        "wall_s": time.perf_counter() - start,
-        "latency_ms": _stats(latencies),
-        "model_evals_per_step": float(np.mean(evals)),  # dynamics + reward steps (candidate x horizon step)
-        "rewards": [round(r, 6) for r in rewards],
+        "return": float(sum(episode.rewards)),
+        "success": episode.success,
+        "length": steps,
+        "wall_s": (episode.ended_at or end) - start,
+        "latency_ms": _stats(episode.latencies),
+        "model_evals_per_step": float(np.mean(episode.evals)),  # dynamics + reward steps (candidate x horizon step)
+        "rewards": [round(r, 6) for r in episode.rewards],
     }
+    if lockstep > 1:  # latency is that of one planner call for all the lockstep episodes
+        record["lockstep"] = lockstep
     if rendered is not None:  # pixel suites: rendering, never part of the planning latency
-        record["render_ms_per_step"] = (env.render_seconds - rendered) * 1e3 / max(1, len(rewards) + 1)  # type: ignore[attr-defined]
-    if terminated:  # ended by the environment before its time limit (HumanoidBench: the robot fell)
+        record["render_ms_per_step"] = (env.render_seconds - rendered) * 1e3 / max(1, steps + 1)  # type: ignore[attr-defined]
+    if episode.terminated:  # ended by the environment before its time limit (HumanoidBench: the robot fell)
         record["terminated"] = True
-    if work_done:  # the rest of a step's work: value-head rows, policy rows, backward passes
-        record["work_per_step"] = {key: float(np.mean(done)) for key, done in work_done.items()}
-    if counts:  # e.g. Dream-MPC's steps where the uncertainty term rewarded disagreement
-        record["info_counts"] = counts
-    if failed is not None:
-        record["failed"] = failed
-    if any(p is not None for p in predicted):
-        record["predicted_returns"] = [None if p is None else round(p, 6) for p in predicted]
-    if any(p is not None for p in predicted_rewards):  # model exploitation: compare with realized rewards
-        record["predicted_rewards"] = [None if p is None else round(p, 6) for p in predicted_rewards]
+    if episode.work:  # the rest of a step's work: value-head rows, policy rows, backward passes
+        record["work_per_step"] = {key: float(np.mean(done)) for key, done in episode.work.items()}
+    if episode.counts:  # e.g. Dream-MPC's steps where the uncertainty term rewarded disagreement
+        record["info_counts"] = episode.counts
+    if episode.failed is not None:
+        record["failed"] = episode.failed
+    if any(p is not None for p in episode.predicted):
+        record["predicted_returns"] = [None if p is None else round(p, 6) for p in episode.predicted]
+    if any(p is not None for p in episode.predicted_rewards):  # model exploitation: compare with realized rewards
+        record["predicted_rewards"] = [None if p is None else round(p, 6) for p in episode.predicted_rewards]
     return record

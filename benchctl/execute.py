@@ -89,6 +89,7 @@ class EvalRequest:
     run: str | None = None  # default: the agent family; "{family}" in it is replaced by the family
     augment: bool = True  # pixel agents: the official evaluation-time random shift (planner-independent)
     dtype: str = "float32"  # precision of the model's matrix products while planning (evaluate.precision)
+    batch_episodes: int = 1  # episodes of a cell run in lockstep (evaluate.run_episodes)
     threads: int | None = None  # torch threads per worker (--threads); None: the engine's share of the CPUs
 
 
@@ -406,6 +407,7 @@ def run(request: EvalRequest, reporter: Reporter, engine: Engine | None = None) 
             device=request.device,
             augment=request.augment,
             dtype=request.dtype,
+            batch_episodes=request.batch_episodes,
             threads=request.threads,
             label=f"{agent.task.name} {spec.label} seed {agent.seed}",
         )

@@ -166,6 +166,13 @@ def training_options(run_id: dict) -> dict:
     interval, sequences = run_id.get("reanalyze", (10, 20))
     if (interval, sequences) != (10, 20):
         options |= {"reanalyze_interval": interval, "reanalyze_sequences": sequences}
+    if run_id.get("family") == "dreamer":  # the trainer's settings, against Tab. 16's
+        import dataclasses
+
+        from benchctl.train.dreamer import DreamerTrainConfig
+
+        defaults = dataclasses.asdict(DreamerTrainConfig())
+        options |= {k: v for k, v in run_id.get("config", {}).items() if defaults.get(k) != v}
     return options
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from benchctl.evaluate import _prediction
+from benchctl.evaluate import _predictions
 from benchctl.planners.base import make_planner, registry, resolve_config
 from benchctl.report.tables import per_task_table, render_per_task
 from tests.analytic import AnalyticModel
@@ -38,11 +38,12 @@ def test_exploitation_data_is_the_models_prediction_for_the_executed_plan(name):
     generator = torch.Generator().manual_seed(0)
     z = torch.as_tensor(OBS).unsqueeze(0)
     with torch.enable_grad() if planner.uses_gradients else torch.inference_mode():
-        plan = planner.plan(z.clone(), generator)
+        plans = planner.plan_episodes(z.clone(), generator)
+    plan = plans.episode(0)
     assert plan.sequence is not None and plan.sequence.shape == (3, 1)
     assert torch.equal(plan.sequence[0], plan.action) or name == "mppi"  # MPPI may add execution noise
     counted = model.model_evals
-    predicted_return, predicted_rewards = _prediction(planner, z, plan)
+    (predicted_return,), (predicted_rewards,) = _predictions(planner, z, plans)
     assert model.model_evals == counted  # the metric's rollout is not the planner's work
     assert predicted_rewards == pytest.approx(by_hand(model, plan.sequence), abs=1e-6)
     assert predicted_return == pytest.approx(predicted_rewards, abs=1e-6)  # the analytic value heads are zero
@@ -185,7 +186,7 @@ def test_cem_gd_refits_mean_and_variance_as_eq_2a_2b():
     returns = torch.tensor([by_hand(model, actions[:, i]) for i in range(40)])
     elites = actions[:, torch.topk(returns, 4).indices]  # elite_ratio 0.1 of 40
     alpha = config.cem_alpha
-    mean, var = planner.last_distribution
+    mean, var = (x[:, 0] for x in planner.last_distribution)  # (H, episode, A)
     torch.testing.assert_close(mean, alpha * elites.mean(1))
     torch.testing.assert_close(var, (1 - alpha) * 1.0 + alpha * elites.var(1, unbiased=False))
 
@@ -295,13 +296,13 @@ def test_cem_gd_warm_start_shifts_its_last_plan(fill, last):
     overrides = {"horizon": "3", "gd_steps": "0", "tail_fill": fill, "init_std": "1e-6", "cem_iterations": "1"}
     config = resolve_config("cem_gd", overrides)
     planner = make_planner("cem_gd", model, config)
-    planner._previous = torch.tensor([[0.1], [0.2], [0.3]])  # as if step t - 1 had planned this
+    planner._previous = torch.tensor([[[0.1]], [[0.2]], [[0.3]]])  # (H, episode, A) as if step t - 1 had planned this
     model.model_evals = 0
     planner.plan(torch.zeros(1, 2), torch.Generator().manual_seed(0))
     assert model.model_evals == config.resample_samples * 3  # t > 0: N_r samples, one iteration
     # A vanishing spread: every sample, hence the refitted mean, sits on the shifted plan.
     expected = torch.tensor([[0.2], [0.3], [last]])
-    torch.testing.assert_close(planner.last_distribution[0], expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(planner.last_distribution[0][:, 0], expected, atol=1e-5, rtol=0)
 
 
 def test_records_count_each_kind_of_model_work_per_step():

@@ -175,3 +175,32 @@ def test_report_over_three_suites_aggregates_per_suite_and_overall(three_suites,
             assert part["point"].item() == pytest.approx(rows[rows["task_id"].str.startswith(suite)]["score"].item())
     humanoid = seeds[seeds["task_id"] == "humanoid/h1hand-run-v0"]
     assert np.allclose(humanoid["score"], (humanoid["ret"] - 1.927) / (700 - 1.927))
+
+
+def test_eval_runs_out_of_the_box_on_the_shipped_agent(humanoid_bench, tmp_path):
+    """`benchctl eval --suite humanoid` with no checkpoints runs the shipped h1hand-balance_simple agent
+    (policy and MPPI), says which tasks lack one, and its policy reproduces the manifest's return on
+    the manifest's 10 episodes (each ends when the robot falls, after some tens of steps)."""
+    import tomllib
+
+    manifest = tomllib.loads((REPO / "checkpoints" / "manifest.toml").read_text())
+    entry = next(e for e in manifest["agent"] if e["suite"] == "humanoid")
+    proc = run_cli(
+        "eval", "--suite", "humanoid", "--planner", "policy", "--seeds", str(entry["seed"]),
+        "--episodes", "10", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "no shipped agent for 7 of 8 tasks" in proc.stdout + proc.stderr
+    (cell,) = tmp_path.glob("tdmpc2/humanoid/h1hand-balance_simple-v0/policy@*/seed-1.jsonl")
+    lines = [json.loads(line) for line in cell.read_text().splitlines()]
+    header, episodes = lines[0], lines[1:]
+    assert header["checkpoint"].endswith("checkpoints/tdmpc2/humanoid/h1hand-balance_simple-v0-1.pt")
+    assert all(e["terminated"] is True and e["length"] < 1000 and e["success"] is False for e in episodes)
+    mean = float(np.mean([e["return"] for e in episodes]))
+    assert abs(mean - entry["returns"]["policy"]) <= 0.01 * entry["returns"]["policy"] + 0.1  # manifest rounds
+    proc = run_cli(
+        "eval", "--suite", "humanoid", "--planner", "mppi", "--seeds", "1", "--episodes", "1", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (cell,) = tmp_path.glob("tdmpc2/humanoid/h1hand-balance_simple-v0/mppi@*/seed-1.jsonl")
+    assert json.loads(cell.read_text().splitlines()[1])["model_evals_per_step"] == 8 * 512 * 3

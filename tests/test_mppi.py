@@ -18,7 +18,7 @@ def test_converges_to_the_known_optimum():
     model = AnalyticModel()
     planner = mppi(model, iterations=30)
     plan = planner.plan(START, torch.Generator().manual_seed(0))
-    torch.testing.assert_close(planner._prev_mean, model.optimum, atol=0.03, rtol=0)
+    torch.testing.assert_close(planner._prev_mean[:, 0], model.optimum, atol=0.03, rtol=0)
     assert abs(float(plan.action[0]) - float(model.optimum[0, 0])) < 0.1
     assert plan.predicted_return > -0.01  # the optimum's return is 0
 
@@ -37,7 +37,7 @@ def test_warm_start_shifts_the_mean_and_reset_clears_it():
     planner.plan(START, gen)
     first = _sample_means(model, planner)
     torch.testing.assert_close(first, torch.zeros(3), atol=0.01, rtol=0)  # t0: mean starts at zero
-    final_mean = planner._prev_mean[:, 0].clone()
+    final_mean = planner._prev_mean[:, 0, 0].clone()  # (H, episode, A)
     planner.plan(START, gen)
     shifted = _sample_means(model, planner)
     torch.testing.assert_close(shifted[:-1], final_mean[1:], atol=0.01, rtol=0)

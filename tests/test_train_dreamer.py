@@ -4,10 +4,11 @@ format that every benchctl command reads, and a run that resumes, with or withou
 from __future__ import annotations
 
 import json
+import math
 
 import torch
 
-from benchctl.agents.dreamer import PARTS, DreamerDims, DreamerModel, load_dreamer
+from benchctl.agents.dreamer import OPTIMIZERS, PARTS, DreamerDims, DreamerModel, load_dreamer
 from benchctl.suites import load_suite
 from benchctl.train.dreamer import DreamerLearner, DreamerTrainConfig, DreamerTrainer, DreamerTrainRequest
 from tests.conftest import run_cli
@@ -81,12 +82,18 @@ def test_train_writes_a_dreamer_pytorch_checkpoint_that_evaluates_and_resumes(tm
 def test_a_run_continues_from_its_resume_file_alone_collecting_before_updating(tmp_path):
     out = tmp_path / "agent.pt"
     assert run_cli(*train_args(out, 600)).returncode == 0
-    out.with_name(out.name + ".buffer.pt").unlink()  # what a fresh clone has: the committed files only
+    out.with_name(out.name + ".buffer.pt").unlink()  # what a fresh clone has: the committed files only,
+    blob = torch.load(out, weights_only=True)  # the checkpoint committed without its optimizer states
+    torch.save(blob | dict.fromkeys(OPTIMIZERS, {}), out)
     proc = run_cli(*train_args(out, 1300))
     assert proc.returncode == 0, proc.stderr
     log = [json.loads(line) for line in (tmp_path / "agent.log.jsonl").read_text().splitlines()]
     lost = [r for r in log if r["type"] == "buffer_lost"]
     assert len(lost) == 1 and lost[0]["step"] == 600 and lost[0]["refill_episodes"] == 5
+    restarted = [r for r in log if r["type"] == "optimizers_restarted"]
+    assert len(restarted) == 1 and restarted[0]["step"] == 600
     after = [r for r in log if r["type"] == "episode" and r["step"] > 600]
     assert [("observation_loss" in r) for r in after] == [False] * 5 + [True] * 2  # refill by acting, then update
+    assert all(math.isfinite(r["observation_loss"]) for r in after[5:])
+    assert all(torch.load(out, weights_only=True)[name] for name in OPTIMIZERS)  # fresh optimizers saved again
     assert not any(r["random"] for r in after)  # refilled by the agent, not at random

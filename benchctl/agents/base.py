@@ -11,6 +11,8 @@ from typing import Protocol, cast, runtime_checkable
 
 import torch
 
+from benchctl.draws import Draws
+
 
 @runtime_checkable
 class WorldModel(Protocol):
@@ -51,20 +53,19 @@ class WorldModel(Protocol):
         """Every value head decoded: (heads, B, 1). Q(z, a) or V(z) (then `a` is ignored)."""
         ...
 
-    def value_avg(
-        self, z: torch.Tensor, a: torch.Tensor | None = None, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Mean of two value heads drawn at random (one draw per call): (B, 1)."""
+    def value_avg(self, z: torch.Tensor, a: torch.Tensor | None = None, generator: Draws | None = None) -> torch.Tensor:
+        """Mean of two value heads drawn at random (one draw per call and episode): (B, 1)."""
         ...
 
     def policy(
         self,
         z: torch.Tensor,
         eps: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator: Draws | None = None,
         explore: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B, Z) -> (sampled action, mean action, log_std), each (B, A); `eps` (B, A) is the noise;
+        """(B, Z) -> (sampled action, mean action, log_std), each (B, A); `eps` (B, A) is the noise
+        (drawn from `generator` when None; lockstep episodes are episode-major blocks of B);
         `explore` widens the log-std bounds where the family defines exploration bounds."""
         ...
 
@@ -77,16 +78,17 @@ class RecurrentWorldModel(WorldModel, Protocol):
 
     recurrent: bool  # True
 
-    def begin_episode(self, generator: torch.Generator) -> None:
-        """Blank history; the filter's random draws come from `generator`."""
+    def begin_episode(self, generator: Draws) -> None:
+        """Blank histories for the episodes `generator` serves (E = 1, or E in lockstep); the
+        filter's random draws come from their generators."""
         ...
 
     def observe(self, obs: torch.Tensor) -> torch.Tensor:
-        """(1, *obs_shape) -> z (1, Z), after the previous executed action."""
+        """(E, *obs_shape) -> z (E, Z), after the previous executed actions."""
         ...
 
     def executed(self, action: torch.Tensor) -> None:
-        """The action (A,) sent to the environment after the last observe()."""
+        """The actions (E, A) sent to the environments after the last observe()."""
         ...
 
 

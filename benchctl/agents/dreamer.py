@@ -28,6 +28,7 @@ from torch import nn
 from benchctl.errors import BenchctlError
 
 PARTS = ("transition_model", "observation_model", "reward_model", "encoder", "actor_model", "value_model")
+OPTIMIZERS = ("model_optimizer", "actor_optimizer", "value_optimizer")  # their states, beside the parts
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,6 @@ def save_dreamer(
     (`model_optimizer`, `actor_optimizer`, `value_optimizer`; empty dicts for a model never trained).
     `extra`: more entries (benchctl's training progress), which dreamer-pytorch does not read."""
     blob: dict[str, dict] = {part: getattr(model, part).state_dict() for part in PARTS}
-    for name in ("model_optimizer", "actor_optimizer", "value_optimizer"):
+    for name in OPTIMIZERS:
         blob[name] = (optimizers or {}).get(name, {})
     torch.save(blob | (extra or {}), path)

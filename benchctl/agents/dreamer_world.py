@@ -24,7 +24,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from benchctl import draws
 from benchctl.agents.dreamer import DreamerModel
+from benchctl.draws import Draws
 
 # Dream-MPC Tab. 16 and the Grad-MPC paper: what each planner runs on a Dreamer backbone, applied
 # wherever the user leaves an option unset (`--set` wins). Recorded in every results header.
@@ -71,20 +73,21 @@ class DreamerWorldModel(nn.Module):
         self.model_evals = 0
         self.work = {"value_heads": 0, "policy": 0, "backward": 0}
         self.sample_prior = True  # imagination samples the prior; deterministic() uses its mean
-        self._noise = torch.Generator().manual_seed(0)  # replaced by each episode's generator
+        self._noise: Draws = torch.Generator().manual_seed(0)  # replaced by each episode's generator
         self._filter: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # belief, state, action
 
     # -- the filter --------------------------------------------------------------------------
-    def begin_episode(self, generator: torch.Generator) -> None:
-        """A blank history (zero belief, state and action, as dreamer-pytorch starts each episode);
-        every later random draw comes from `generator`."""
+    def begin_episode(self, generator: Draws) -> None:
+        """A blank history (zero belief, state and action, as dreamer-pytorch starts each episode)
+        for each of the episodes `generator` serves (one, or E in lockstep); every later random draw
+        comes from their generators."""
         self._noise = generator
         device = next(self.net.parameters()).device
-        zeros = torch.zeros
+        count = draws.episode_count(generator)
         self._filter = (
-            zeros(1, self.belief_size, device=device),
-            zeros(1, self.state_size, device=device),
-            zeros(1, self.action_dim, device=device),
+            torch.zeros(count, self.belief_size, device=device),
+            torch.zeros(count, self.state_size, device=device),
+            torch.zeros(count, self.action_dim, device=device),
         )
 
     def preprocess(self, obs: torch.Tensor) -> torch.Tensor:
@@ -95,12 +98,13 @@ class DreamerWorldModel(nn.Module):
             return obs.float()
         levels = 2**self.bit_depth
         x = torch.floor(obs.float() / 2 ** (8 - self.bit_depth)) / levels - 0.5
-        noise = torch.rand(x.shape, generator=self._noise, device=x.device)
+        noise = draws.uniform(self._noise, x.shape, 0, x.device)
         return x + noise / levels
 
     def observe(self, obs: torch.Tensor) -> torch.Tensor:
-        """One filtering step on a real observation (1, *obs_shape) -> z (1, Z): the belief advances
-        with the previous state and executed action, the state is a posterior sample."""
+        """One filtering step on the real observations (E, *obs_shape) of the E episodes begun ->
+        z (E, Z): each belief advances with the previous state and executed action, the state is a
+        posterior sample."""
         if self._filter is None:
             raise RuntimeError("observe() before begin_episode()")
         belief, state, action = self._filter
@@ -112,10 +116,12 @@ class DreamerWorldModel(nn.Module):
         return torch.cat([belief, state], dim=-1)
 
     def executed(self, action: torch.Tensor) -> None:
-        """The action sent to the environment (A,) or (1, A): the next observe() conditions on it."""
+        """The actions sent to the environments (E, A) (or (A,) for one): the next observe()
+        conditions on them."""
         if self._filter is not None:
             belief, state, _ = self._filter
-            self._filter = (belief, state, action.detach().reshape(1, -1).to(belief.device, belief.dtype))
+            executed = action.detach().reshape(belief.shape[0], -1).to(belief.device, belief.dtype)
+            self._filter = (belief, state, executed)
 
     def encode(self, obs: torch.Tensor) -> torch.Tensor:
         """An observation without history (B, *obs_shape) -> z (B, Z): one filtering step from a blank
@@ -136,7 +142,7 @@ class DreamerWorldModel(nn.Module):
         return z[..., : self.belief_size], z[..., self.belief_size :]
 
     def _randn(self, like: torch.Tensor) -> torch.Tensor:
-        return torch.randn(like.shape, generator=self._noise, device=like.device, dtype=like.dtype)
+        return draws.normal(self._noise, like.shape, 0, like.device, like.dtype)
 
     @contextmanager
     def deterministic(self) -> Iterator[None]:
@@ -172,9 +178,7 @@ class DreamerWorldModel(nn.Module):
         self.work["value_heads"] += z.shape[0]
         return self.net.value(*self._split(z)).reshape(1, -1, 1)
 
-    def value_avg(
-        self, z: torch.Tensor, a: torch.Tensor | None = None, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
+    def value_avg(self, z: torch.Tensor, a: torch.Tensor | None = None, generator: Draws | None = None) -> torch.Tensor:
         """The single value head (B, 1)."""
         return self.value(z)[0]
 
@@ -183,22 +187,22 @@ class DreamerWorldModel(nn.Module):
         self,
         z: torch.Tensor,
         eps: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator: Draws | None = None,
         explore: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, Z) -> (tanh(mu + std * eps), tanh(mu), log std), each (B, A): the tanh-normal actor."""
         self.work["policy"] += z.shape[0]
         mu, std = self.net.actor(*self._split(z))
         if eps is None:
-            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            eps = draws.normal(generator, mu.shape, 0, mu.device, mu.dtype)
         return torch.tanh(mu + std * eps), torch.tanh(mu), std.log()
 
-    def act(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def act(self, z: torch.Tensor, generator: Draws) -> torch.Tensor:
         """Dreamer's evaluation action (B, A): dreamer-pytorch's `get_action(det=True)`, the most likely
         of `mode_samples` tanh-normal samples under the actor's density."""
         self.work["policy"] += z.shape[0]
         mu, std = self.net.actor(*self._split(z))
-        noise = torch.randn((self.mode_samples, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
+        noise = draws.normal(generator, (self.mode_samples, *mu.shape), 1, mu.device, mu.dtype)
         samples = torch.tanh(mu + std * noise)  # (S, B, A)
         # The density of each sample as dreamer-pytorch's TanhBijector computes it: back through a
         # clamped atanh (saturated samples all map to atanh(0.99999997)), Normal log-prob minus

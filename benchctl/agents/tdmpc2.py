@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchctl import draws
 from benchctl.agents.base import ModelDims
 from benchctl.agents.layers import (
     Ensemble,
@@ -23,6 +24,7 @@ from benchctl.agents.layers import (
     conv_encoder,
     mlp,
 )
+from benchctl.draws import Draws
 
 
 class TDMPC2Model(nn.Module):
@@ -146,16 +148,21 @@ class TDMPC2Model(nn.Module):
         """Every head decoded: (heads, B, 1)."""
         return self.decode(self.value_logits(z, a))
 
-    def random_heads(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Two distinct heads drawn uniformly, as the official `Q(..., return_type='avg')` does."""
-        device = self.log_std_min.device
-        return torch.randperm(self.num_value_heads, generator=generator, device=device)[:2]
+    def random_heads(self, generator: Draws | None = None) -> torch.Tensor:
+        """Two distinct heads drawn uniformly per episode, as the official `Q(..., return_type='avg')`
+        does: (E, 2)."""
+        return draws.permutations(generator, self.num_value_heads, self.log_std_min.device)[:, :2].contiguous()
 
-    def value_avg(
-        self, z: torch.Tensor, a: torch.Tensor | None = None, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Mean of two random heads (B, 1); only those two heads are computed."""
-        return self.decode(self.value_logits(z, a, self.random_heads(generator))).mean(0)
+    def value_avg(self, z: torch.Tensor, a: torch.Tensor | None = None, generator: Draws | None = None) -> torch.Tensor:
+        """Mean of two random heads (B, 1); only the heads drawn are computed. Lockstep episodes
+        (B = E * k rows, episode-major) each average their own two heads."""
+        heads = self.random_heads(generator)
+        if heads.shape[0] == 1:
+            return self.decode(self.value_logits(z, a, heads[0])).mean(0)
+        drawn = heads.unique()  # sorted: the union of every episode's heads, each computed once
+        values = self.decode(self.value_logits(z, a, drawn)).squeeze(-1)  # (U, B)
+        rows = torch.searchsorted(drawn, heads).repeat_interleave(z.shape[0] // heads.shape[0], 0)  # (B, 2)
+        return values.t().gather(1, rows).mean(1, keepdim=True)
 
     def log_std_bounds(self, explore: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(min, span) of the policy's log-std; `explore` selects wider bounds where a family has them."""
@@ -173,13 +180,13 @@ class TDMPC2Model(nn.Module):
         self,
         z: torch.Tensor,
         eps: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator: Draws | None = None,
         explore: bool = False,
     ):
         """(B, Z) -> (action, mean, log_std), each (B, A). TD-MPC2: action = tanh(mu + std * eps)."""
         mu, log_std = self.policy_params(z, explore)
         if eps is None:
-            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            eps = draws.normal(generator, mu.shape, 0, mu.device, mu.dtype)
         return self._sample(mu, log_std, eps), torch.tanh(mu), log_std
 
     def _sample(self, mu: torch.Tensor, log_std: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:

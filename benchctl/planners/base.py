@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import torch
 
 from benchctl.agents.base import WorldModel
+from benchctl.draws import Draws
 from benchctl.errors import BenchctlError, did_you_mean, unknown
 
 
@@ -44,8 +45,52 @@ class Plan:
     sequence: torch.Tensor | None = None  # (H, A): the open-loop plan whose first action is `action`
 
 
+@dataclass
+class Plans:
+    """The decisions of one planner call for E episodes in lockstep (E = 1 for a single episode):
+    `Plan`'s fields with the episodes as a leading axis (sequences: the episode axis second).
+
+    actions (E, A); predicted_returns, predicted_rewards (E,) or None; info: name -> (E,);
+    distribution: ((E, A), (E, A)) or None; sequences (H, E, A) or None.
+    """
+
+    actions: torch.Tensor
+    predicted_returns: torch.Tensor | None = None
+    predicted_rewards: torch.Tensor | None = None
+    info: dict[str, torch.Tensor] = field(default_factory=dict)
+    distribution: tuple[torch.Tensor, torch.Tensor] | None = None
+    sequences: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.actions.shape[0]
+
+    def episode(self, e: int) -> Plan:
+        """Episode e's decision as a Plan (a NaN prediction becomes None)."""
+
+        def number(values: torch.Tensor | None) -> float | None:
+            if values is None:
+                return None
+            x = float(values[e])
+            return None if x != x else x
+
+        return Plan(
+            action=self.actions[e],
+            predicted_return=number(self.predicted_returns),
+            predicted_rewards=number(self.predicted_rewards),
+            info={key: float(values[e]) for key, values in self.info.items()},
+            distribution=None if self.distribution is None else (self.distribution[0][e], self.distribution[1][e]),
+            sequence=None if self.sequences is None else self.sequences[:, e],
+        )
+
+
 class Planner(ABC):
-    """Chooses actions in latent space. State kept across steps (warm starts) is cleared by `reset()`."""
+    """Chooses actions in latent space. State kept across steps (warm starts) is cleared by `reset()`.
+
+    A planner implements `plan_episodes`: one call plans for E episodes in lockstep, with the
+    episodes as a batch dimension (never a Python loop) and every random draw taken from each
+    episode's own generator (`benchctl.draws`), so an episode plans the same alone or in a batch.
+    Its warm starts then hold E episodes; `reset()` clears them.
+    """
 
     name: ClassVar[str]
     paper: ClassVar[str]
@@ -62,8 +107,13 @@ class Planner(ABC):
         """Episode start: forget warm starts."""
 
     @abstractmethod
-    def plan(self, z: torch.Tensor, generator: torch.Generator) -> Plan:
-        """z: (1, Z), the encoded current observation. All randomness comes from `generator`."""
+    def plan_episodes(self, z: torch.Tensor, generator: Draws) -> Plans:
+        """z: (E, Z), the current latent of each episode; `generator`: a torch.Generator (E = 1) or
+        EpisodeGenerators (one per episode). All randomness comes from it."""
+
+    def plan(self, z: torch.Tensor, generator: Draws) -> Plan:
+        """One episode's decision: z (1, Z), the encoded current observation."""
+        return self.plan_episodes(z, generator).episode(0)
 
     @classmethod
     def model_evals_per_step(cls, config: Any, action_dim: int) -> int:

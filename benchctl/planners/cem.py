@@ -14,7 +14,9 @@ from typing import Literal
 
 import torch
 
-from benchctl.planners.base import Plan, Planner, option, register
+from benchctl import draws
+from benchctl.draws import Draws
+from benchctl.planners.base import Planner, Plans, option, register
 from benchctl.planners.rollout import open_loop_return, policy_rollout
 
 
@@ -60,27 +62,28 @@ class CEMPlanner(Planner):
     def model_evals_per_step(cls, config: CEMConfig, action_dim: int) -> int:
         return config.candidates * config.iterations * config.horizon
 
-    def plan(self, z: torch.Tensor, generator: torch.Generator) -> Plan:
+    def plan_episodes(self, z: torch.Tensor, generator: Draws) -> Plans:
         cfg, model = self.config, self.model
+        E = z.shape[0]
         H, N, A = cfg.horizon, cfg.candidates, model.action_dim
         by_policy = cfg.init == "policy"
         mean_step = cfg.mean_step if cfg.mean_step is not None else (0.9 if by_policy else 1.0)
         std_step = cfg.std_step if cfg.std_step is not None else (0.5 if by_policy else 1.0)
         if by_policy:
-            mean = policy_rollout(model, z, H, generator)[:, 0]  # (H, A), one sampled open-loop plan
+            mean = policy_rollout(model, z, H, generator)  # (H, E, A), one sampled open-loop plan each
         else:
-            mean = torch.zeros(H, A, device=z.device)
-        std = torch.full((H, A), cfg.init_std, device=z.device)
-        z_all = z.expand(N, -1)
+            mean = torch.zeros(H, E, A, device=z.device)
+        std = torch.full((H, E, A), cfg.init_std, device=z.device)
+        z_all = z.expand(N, -1) if E == 1 else z.repeat_interleave(N, 0)  # (E * N, Z), episode-major
         for _ in range(cfg.iterations):
-            noise = torch.randn(H, N, A, generator=generator, device=z.device)
-            actions = (mean.unsqueeze(1) + std.unsqueeze(1) * noise).clamp(-1, 1)
+            noise = draws.normal(generator, (H, E, N, A), 1, z.device)
+            actions = (mean.unsqueeze(2) + std.unsqueeze(2) * noise).clamp(-1, 1)  # (H, E, N, A)
             value = open_loop_return(
-                model, z_all, actions, generator, use_value=cfg.use_value, discounted=cfg.use_value
+                model, z_all, actions.view(H, E * N, A), generator, use_value=cfg.use_value, discounted=cfg.use_value
             ).nan_to_num(float("-inf"))
-            elite_value, elite_idx = torch.topk(value, cfg.elites)
-            elites = actions[:, elite_idx]
-            mean = (1 - mean_step) * mean + mean_step * elites.mean(1)
-            std = (1 - std_step) * std + std_step * elites.std(1, unbiased=False)
+            elite_value, elite_idx = torch.topk(value.view(E, N), cfg.elites, dim=1)  # (E, K)
+            elites = actions.gather(2, elite_idx.view(1, E, -1, 1).expand(H, E, cfg.elites, A))  # (H, E, K, A)
+            mean = (1 - mean_step) * mean + mean_step * elites.mean(2)
+            std = (1 - std_step) * std + std_step * elites.std(2, unbiased=False)
         plan = mean.clamp(-1, 1)
-        return Plan(action=plan[0], predicted_return=float(elite_value.mean()), sequence=plan)
+        return Plans(actions=plan[0], predicted_returns=elite_value.mean(1), sequences=plan)

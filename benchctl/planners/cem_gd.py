@@ -19,7 +19,9 @@ from typing import Literal
 
 import torch
 
-from benchctl.planners.base import Plan, Planner, option, register
+from benchctl import draws
+from benchctl.draws import Draws
+from benchctl.planners.base import Planner, Plans, option, register
 from benchctl.planners.rollout import open_loop_return, shift, value_and_grad
 
 
@@ -81,9 +83,9 @@ class CEMGDPlanner(Planner):
 
     def __init__(self, model, config: CEMGDConfig):
         super().__init__(model, config)
-        self._previous: torch.Tensor | None = None  # (H, A) last executed optimum
+        self._previous: torch.Tensor | None = None  # (H, E, A) last executed optimum per episode
         self.last_trace: list[torch.Tensor] = []  # returns (k,) of the refined sequences after each update
-        self.last_distribution: tuple[torch.Tensor, torch.Tensor] | None = None  # CEM's final (mean, var) (H, A)
+        self.last_distribution: tuple[torch.Tensor, torch.Tensor] | None = None  # CEM's final (mean, var) (H, E, A)
 
     def reset(self) -> None:
         self._previous = None
@@ -97,43 +99,48 @@ class CEMGDPlanner(Planner):
         searches = config.top_k * config.gd_steps * (1 + config.line_search_trials)
         return (config.resample_samples * config.cem_iterations + searches) * config.horizon
 
-    def objective(self, z: torch.Tensor, actions: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def objective(self, z: torch.Tensor, actions: torch.Tensor, generator: Draws) -> torch.Tensor:
         return open_loop_return(
             self.model, z, actions, generator, use_value=self.config.use_value, discounted=self.config.use_value
         )
 
     def _cem(
-        self, z: torch.Tensor, mean: torch.Tensor, samples: int, n_elite: int, generator: torch.Generator
+        self, z: torch.Tensor, mean: torch.Tensor, samples: int, n_elite: int, generator: Draws
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """CEM from `mean` (H, A) with `samples` per iteration refitted on `n_elite` elites (Eq. 2a/2b:
-        mean and variance blended with weight alpha on the new statistics); returns the k best
-        sequences seen (H, k, A) and their returns (k,)."""
+        """CEM per episode from `mean` (H, E, A) with `samples` per iteration refitted on `n_elite`
+        elites (Eq. 2a/2b: mean and variance blended with weight alpha on the new statistics); returns
+        each episode's k best sequences seen (H, E, k, A) and their returns (E, k)."""
         cfg = self.config
-        H, A = mean.shape
+        H, E, A = mean.shape
         var = torch.full_like(mean, cfg.init_std**2)
-        best_actions = torch.empty(H, 0, A, device=z.device)
-        best_values = torch.empty(0, device=z.device)
+        best_actions = torch.empty(H, E, 0, A, device=z.device)
+        best_values = torch.empty(E, 0, device=z.device)
+        z_all = z.expand(samples, -1) if E == 1 else z.repeat_interleave(samples, 0)
         for _ in range(cfg.cem_iterations):
-            noise = torch.randn(H, samples, A, generator=generator, device=z.device)
-            actions = (mean.unsqueeze(1) + var.sqrt().unsqueeze(1) * noise).clamp(-1, 1)
-            values = self.objective(z.expand(samples, -1), actions, generator).nan_to_num(float("-inf"))
-            _, elite_idx = torch.topk(values, n_elite)
-            elites = actions[:, elite_idx]
-            mean = (1 - cfg.cem_alpha) * mean + cfg.cem_alpha * elites.mean(1)
-            var = (1 - cfg.cem_alpha) * var + cfg.cem_alpha * elites.var(1, unbiased=False)
+            noise = draws.normal(generator, (H, E, samples, A), 1, z.device)
+            actions = (mean.unsqueeze(2) + var.sqrt().unsqueeze(2) * noise).clamp(-1, 1)  # (H, E, S, A)
+            values = self.objective(z_all, actions.view(H, E * samples, A), generator).nan_to_num(float("-inf"))
+            values = values.view(E, samples)
+            _, elite_idx = torch.topk(values, n_elite, dim=1)
+            elites = _pick(actions, elite_idx)
+            mean = (1 - cfg.cem_alpha) * mean + cfg.cem_alpha * elites.mean(2)
+            var = (1 - cfg.cem_alpha) * var + cfg.cem_alpha * elites.var(2, unbiased=False)
             self.last_distribution = (mean, var)
-            pool_actions = torch.cat([best_actions, actions], dim=1)
-            pool_values = torch.cat([best_values, values])
-            keep = torch.topk(pool_values, min(cfg.top_k, pool_values.numel())).indices
-            best_actions, best_values = pool_actions[:, keep], pool_values[keep]
+            pool_actions = torch.cat([best_actions, actions], dim=2)
+            pool_values = torch.cat([best_values, values], dim=1)
+            keep = torch.topk(pool_values, min(cfg.top_k, pool_values.shape[1]), dim=1).indices
+            best_actions, best_values = _pick(pool_actions, keep), pool_values.gather(1, keep)
         return best_actions, best_values
 
-    def _refine(self, z: torch.Tensor, actions: torch.Tensor, values: torch.Tensor, generator: torch.Generator):
-        """Line-searched projected gradient ascent on each of the k sequences (batched over k)."""
+    def _refine(self, z: torch.Tensor, actions: torch.Tensor, values: torch.Tensor, generator: Draws):
+        """Line-searched projected gradient ascent on each of the k sequences of every episode, all
+        batched: actions (H, E * k, A), values (E * k,), episode-major. A row's search never depends
+        on another's (a finished row is masked), so an episode refines the same alone or in lockstep."""
         cfg = self.config
-        k = actions.shape[1]
-        z_k = z.expand(k, -1)
-        active = torch.ones(k, dtype=torch.bool, device=z.device)
+        rows = actions.shape[1]
+        E = z.shape[0]
+        z_k = z.expand(rows, -1) if E == 1 else z.repeat_interleave(rows // E, 0)
+        active = torch.ones(rows, dtype=torch.bool, device=z.device)
         m = torch.zeros_like(actions)
         v = torch.zeros_like(actions)
         self.last_trace = [values.clone()]
@@ -144,8 +151,8 @@ class CEMGDPlanner(Planner):
                 direction = (m_new / (1 - 0.9**step)) / ((v_new / (1 - 0.999**step)).sqrt() + 1e-8)
             else:
                 direction = grad
-            eta = torch.full((k,), cfg.eta, device=z.device)
-            accepted = torch.zeros(k, dtype=torch.bool, device=z.device)
+            eta = torch.full((rows,), cfg.eta, device=z.device)
+            accepted = torch.zeros(rows, dtype=torch.bool, device=z.device)
             for _ in range(cfg.line_search_trials):
                 trial = (actions + eta.view(1, -1, 1) * direction).clamp(-1, 1)
                 with torch.no_grad():
@@ -166,13 +173,13 @@ class CEMGDPlanner(Planner):
                 break
         return actions.detach(), values
 
-    def plan(self, z: torch.Tensor, generator: torch.Generator) -> Plan:
+    def plan_episodes(self, z: torch.Tensor, generator: Draws) -> Plans:
         cfg = self.config
         z = z.detach()
-        A = self.model.action_dim
+        E, A = z.shape[0], self.model.action_dim
         first = self._previous is None and not cfg.same_samples_every_step
         if self._previous is None:
-            mean = torch.zeros(cfg.horizon, A, device=z.device)
+            mean = torch.zeros(cfg.horizon, E, A, device=z.device)
         else:
             mean = shift(self._previous, cfg.tail_fill)
         if first:  # t = 0: the wide search, refitted on its best elite_ratio
@@ -182,12 +189,21 @@ class CEMGDPlanner(Planner):
             n_elite = min(samples, cfg.resample_elites) if cfg.resample_elites else samples
         with torch.no_grad():
             actions, values = self._cem(z, mean, samples, n_elite, generator)
-        actions, values = self._refine(z, actions, values, generator)
-        best = int(torch.argmax(values))
-        if not bool(torch.isfinite(values[best])):
-            plan, predicted = mean, float("nan")  # the warm-start mean, as the released code falls back
-        else:
-            plan, predicted = actions[:, best], float(values[best])
+        H, _, k, _ = actions.shape
+        actions, values = self._refine(z, actions.reshape(H, E * k, A), values.reshape(E * k), generator)
+        values = values.view(E, k)
+        best = values.argmax(1)
+        rows = torch.arange(E, device=z.device)
+        found = actions.view(H, E, k, A)[:, rows, best]  # (H, E, A)
+        predicted = values[rows, best]
+        # where the best return is not finite, the warm-start mean, as the released code falls back
+        plan = torch.where(torch.isfinite(predicted).view(1, E, 1), found, mean)
         self._previous = plan.clone()
         plan = plan.clamp(-1, 1)
-        return Plan(action=plan[0], predicted_return=predicted if predicted == predicted else None, sequence=plan)
+        return Plans(actions=plan[0], predicted_returns=predicted, sequences=plan)
+
+
+def _pick(actions: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """actions (H, E, S, A) at per-episode candidate indices (E, k) -> (H, E, k, A)."""
+    H, E, _, A = actions.shape
+    return actions.gather(2, index.view(1, E, -1, 1).expand(H, E, index.shape[1], A))

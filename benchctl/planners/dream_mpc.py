@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from benchctl.planners.base import Plan, Planner, option, register
+from benchctl import draws
+from benchctl.draws import Draws
+from benchctl.planners.base import Planner, Plans, option, register
 from benchctl.planners.rollout import (
     discounted_sum,
     estimate_return,
@@ -87,11 +89,12 @@ class DreamMPCPlanner(Planner):
     def __init__(self, model, config: DreamMPCConfig):
         super().__init__(model, config)
         self.lambda_unc = config.lambda_unc if config.lambda_unc is not None else default_lambda(model.family)
-        self._previous: torch.Tensor | None = None  # (H, N, A) last step's optimized candidates, clamped
-        self.last_initial: torch.Tensor | None = None  # (H, N, A) candidates before optimization
-        self.last_candidates: torch.Tensor | None = None  # (H, N, A) after optimization
-        self.last_reward_sums: torch.Tensor | None = None  # (N,) discounted reward sums of the last objective
-        self.last_penalty: torch.Tensor | None = None  # (N,) summed uncertainty u of the last objective
+        # Candidates are (H, E * N, A): each lockstep episode's N candidates in a block (E = 1 alone).
+        self._previous: torch.Tensor | None = None  # last step's optimized candidates, clamped
+        self.last_initial: torch.Tensor | None = None  # candidates before optimization
+        self.last_candidates: torch.Tensor | None = None  # after optimization
+        self.last_reward_sums: torch.Tensor | None = None  # (E * N,) discounted reward sums of the last objective
+        self.last_penalty: torch.Tensor | None = None  # (E * N,) summed uncertainty u of the last objective
 
     def reset(self) -> None:
         self._previous = None
@@ -107,10 +110,10 @@ class DreamMPCPlanner(Planner):
         variant = "uncertainty differentiated (Eq. 6)" if config.uncertainty_grad else "uncertainty ranks only (code)"
         return {"lambda_unc": lam, "variant": variant if lam else "no uncertainty term"}
 
-    def objective(self, z: torch.Tensor, actions: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def objective(self, z: torch.Tensor, actions: torch.Tensor, generator: Draws) -> torch.Tensor:
         """J (N,) of Eq. 6 as implemented: sum_h gamma^h R(z_h, a_h) - lambda u(z_{h+1}, a_h),
         plus gamma^H value_avg(z_H, pi(z_H)) - lambda u(z_H, pi(z_H)). z: (N, Z), actions: (H, N, A).
-        The terminal policy noise is one draw shared by all candidates."""
+        The terminal policy noise is one draw shared by all candidates of an episode."""
         model, lam = self.model, self.lambda_unc
         rewards, latents = latent_rollout(model, z, actions)
         self.last_reward_sums = discounted_sum(rewards, model.discount).detach()  # (N,), for the exploitation metric
@@ -128,26 +131,29 @@ class DreamMPCPlanner(Planner):
         self.last_penalty = penalty.detach()
         return ret - lam * penalty
 
-    def initial_candidates(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def initial_candidates(self, z: torch.Tensor, generator: Draws) -> torch.Tensor:
         """Policy proposals (Eq. 2, or Eq. 15's perturbed single rollout) mixed with the shifted
-        previous candidates (Eq. 3): (H, N, A)."""
+        previous candidates (Eq. 3): z (E, Z) -> (H, E * N, A)."""
         cfg = self.config
+        E, N = z.shape[0], cfg.candidates
         with torch.no_grad():
             if cfg.proposal_noise is None:
-                proposals = policy_rollout(self.model, z.expand(cfg.candidates, -1), cfg.horizon, generator)
+                starts = z.expand(N, -1) if E == 1 else z.repeat_interleave(N, 0)
+                proposals = policy_rollout(self.model, starts, cfg.horizon, generator)
             else:
-                rollout = policy_rollout(self.model, z, cfg.horizon, generator)  # (H, 1, A)
-                shape = (cfg.horizon, cfg.candidates, self.model.action_dim)
-                noise = torch.randn(shape, generator=generator, device=z.device)
-                proposals = rollout + cfg.proposal_noise * noise
+                rollout = policy_rollout(self.model, z, cfg.horizon, generator)  # (H, E, A)
+                shape = (cfg.horizon, E * N, self.model.action_dim)
+                noise = draws.normal(generator, shape, 1, z.device)
+                proposals = rollout.repeat_interleave(N, 1) + cfg.proposal_noise * noise
         if self._previous is None or cfg.reuse == 0:
             return proposals
         return cfg.reuse * shift(self._previous, "duplicate") + (1 - cfg.reuse) * proposals
 
-    def plan(self, z: torch.Tensor, generator: torch.Generator) -> Plan:
+    def plan_episodes(self, z: torch.Tensor, generator: Draws) -> Plans:
         cfg = self.config
         z = z.detach()
-        z_all = z.expand(cfg.candidates, -1)
+        E, N = z.shape[0], cfg.candidates
+        z_all = z.expand(N, -1) if E == 1 else z.repeat_interleave(N, 0)
         actions = self.initial_candidates(z, generator)
         self.last_initial = actions.detach().clone()
         ascent = gradient_ascent(
@@ -157,20 +163,24 @@ class DreamMPCPlanner(Planner):
             cfg.lr,
             cfg.grad_clip_norm,
             model=self.model,
+            episodes=E,
         )  # no clamp inside the loop: the released code clamps only what it executes
-        actions, ranking, reward_sums = ascent.actions, ascent.values, self.last_reward_sums
-        best = int(torch.argmax(ranking))
-        self.last_candidates = actions
-        self._previous = actions.clamp(-1, 1)
-        info: dict[str, float] = {"best_candidate": best}
+        ranking = ascent.values.view(E, N)
+        best = ranking.argmax(1)  # (E,)
+        rows = torch.arange(E, device=z.device)
+        self.last_candidates = ascent.actions
+        self._previous = ascent.actions.clamp(-1, 1)
+        sequences = self._previous.view(cfg.horizon, E, N, -1)[:, rows, best]  # (H, E, A)
+        info: dict[str, torch.Tensor] = {"best_candidate": best.float()}
         if self.lambda_unc and self.last_penalty is not None:
             # u = mean * std of the value heads: where the mean value is negative, -lambda u rewards
             # disagreement instead of penalizing it (spec/planners.md section 5). Counted per episode.
-            info["uncertainty_bonus"] = float(self.last_penalty[best] < 0)
-        return Plan(
-            action=self._previous[0, best],
-            predicted_return=float(ranking[best]),
-            predicted_rewards=None if reward_sums is None else float(reward_sums[best]),
+            info["uncertainty_bonus"] = (self.last_penalty.view(E, N)[rows, best] < 0).float()
+        reward_sums = self.last_reward_sums
+        return Plans(
+            actions=sequences[0],
+            predicted_returns=ranking[rows, best],
+            predicted_rewards=None if reward_sums is None else reward_sums.view(E, N)[rows, best],
             info=info,
-            sequence=self._previous[:, best],
+            sequences=sequences,
         )

@@ -15,7 +15,9 @@ from typing import Literal
 
 import torch
 
-from benchctl.planners.base import Plan, Planner, option, register
+from benchctl import draws
+from benchctl.draws import Draws
+from benchctl.planners.base import Planner, Plans, option, register
 from benchctl.planners.rollout import gradient_ascent, open_loop_return
 
 
@@ -52,20 +54,22 @@ class GradMPCPlanner(Planner):
     def model_evals_per_step(cls, config: GradMPCConfig, action_dim: int) -> int:
         return config.candidates * config.iterations * config.horizon
 
-    def objective(self, z: torch.Tensor, actions: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def objective(self, z: torch.Tensor, actions: torch.Tensor, generator: Draws) -> torch.Tensor:
         """(N,) predicted return: sum of rewards, plus the discounted terminal value if enabled."""
         return open_loop_return(
             self.model, z, actions, generator, use_value=self.config.use_value, discounted=self.config.use_value
         )
 
-    def plan(self, z: torch.Tensor, generator: torch.Generator) -> Plan:
+    def plan_episodes(self, z: torch.Tensor, generator: Draws) -> Plans:
         cfg = self.config
-        shape = (cfg.horizon, cfg.candidates, self.model.action_dim)
+        E, N = z.shape[0], cfg.candidates
+        shape = (cfg.horizon, E * N, self.model.action_dim)  # episode-major candidates
         # N(0, 1) candidates (Alg. 1), projected onto the action box before the first evaluation:
         # about 32% of the draws fall outside [-1, 1], where no action can be executed.
-        actions = torch.randn(shape, generator=generator, device=z.device).clamp(-1, 1)
+        actions = draws.normal(generator, shape, 1, z.device).clamp(-1, 1)
         self.last_initial = actions.clone()
-        z_all = z.detach().expand(cfg.candidates, -1)
+        z = z.detach()
+        z_all = z.expand(N, -1) if E == 1 else z.repeat_interleave(N, 0)
         ascent = gradient_ascent(
             lambda a: self.objective(z_all, a, generator),
             actions,
@@ -75,12 +79,14 @@ class GradMPCPlanner(Planner):
             optimizer=cfg.optimizer,
             model=self.model,
         )
-        ranking = ascent.values
-        best = int(torch.argmax(ranking))
+        best = ascent.values.view(E, N).argmax(1)  # (E,)
+        rows = torch.arange(E, device=z.device)
+        candidates = ascent.actions.view(cfg.horizon, E, N, -1)
         self.last_candidates = ascent.actions
-        return Plan(
-            action=self.last_candidates[0, best],
-            predicted_return=float(ranking[best]),
-            info={"best_candidate": best},
-            sequence=self.last_candidates[:, best],
+        sequences = candidates[:, rows, best]  # (H, E, A)
+        return Plans(
+            actions=sequences[0],
+            predicted_returns=ascent.values.view(E, N)[rows, best],
+            info={"best_candidate": best.float()},
+            sequences=sequences,
         )

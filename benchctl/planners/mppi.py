@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from benchctl.planners.base import Plan, Planner, option, register
+from benchctl import draws
+from benchctl.draws import Draws
+from benchctl.planners.base import Planner, Plans, option, register
 from benchctl.planners.rollout import estimate_return, latent_rollout, policy_rollout, terminal_value
 
 
@@ -47,9 +49,10 @@ def effective_iterations(config: MPPIConfig, action_dim: int) -> int:
     return config.iterations + (2 if action_dim >= 20 else 0)
 
 
-def gumbel_max(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One index per row drawn with probabilities `probs` (..., K): argmax(log p + Gumbel noise)."""
-    gumbel = -torch.empty_like(probs).exponential_(generator=generator).log()
+def gumbel_max(probs: torch.Tensor, generator: Draws) -> torch.Tensor:
+    """One index per row drawn with probabilities `probs` (b, K): argmax(log p + Gumbel noise); with
+    lockstep episodes, row blocks draw from their episode's generator."""
+    gumbel = -draws.exponential(generator, probs.shape, 0, probs.device).log()
     return torch.argmax(probs.log() + gumbel, dim=-1)
 
 
@@ -80,13 +83,14 @@ def mppi_search(
     prior: torch.Tensor | None,
     init_mean: torch.Tensor,
     estimate: ValueFn,
-    generator: torch.Generator,
+    generator: Draws,
 ) -> MPPIResult:
     """MPPI from b start latents at once (candidates and states are batch dimensions).
 
     z: (b, Z); prior: (H, b, P, A) policy-prior sequences kept through every iteration (None when
     P = 0); init_mean: (H, b, A); estimate(z_flat (b*N, Z), actions (H, b*N, A)) -> values (b*N,).
     One start state is expanded with stride 0, which lets the model share its first-layer product.
+    With lockstep episodes (EpisodeGenerators), the b states are the episodes' (b = E).
     """
     cfg = config
     H, b, A = init_mean.shape
@@ -99,7 +103,7 @@ def mppi_search(
     std = torch.full((H, b, A), cfg.max_std, device=device)  # the std always restarts at max_std
     z_flat = z.expand(N, -1) if b == 1 else z.repeat_interleave(N, 0)
     for _ in range(effective_iterations(cfg, A)):
-        noise = torch.randn(H, b, N - P, A, generator=generator, device=device)
+        noise = draws.normal(generator, (H, b, N - P, A), 1, device)
         actions[:, :, P:] = (mean.unsqueeze(2) + std.unsqueeze(2) * noise).clamp(-1, 1)
         value = estimate(z_flat, actions.view(H, b * N, A)).view(b, N).nan_to_num(0.0)
         elite_value, elite_idx = torch.topk(value, K, dim=1)  # (b, K)
@@ -132,7 +136,7 @@ class MPPIPlanner(Planner):
 
     def __init__(self, model, config: MPPIConfig):
         super().__init__(model, config)
-        self._prev_mean: torch.Tensor | None = None  # (H, A), the last step's final mean
+        self._prev_mean: torch.Tensor | None = None  # (H, E, A), the last step's final mean per episode
 
     def reset(self) -> None:
         self._prev_mean = None
@@ -145,7 +149,7 @@ class MPPIPlanner(Planner):
     def effective_settings(cls, config: MPPIConfig, family: str, action_dim: int) -> dict:
         return {"iterations": effective_iterations(config, action_dim)}  # +2 where A >= 20 (TD-MPC2)
 
-    def estimate_value(self, z: torch.Tensor, actions: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def estimate_value(self, z: torch.Tensor, actions: torch.Tensor, generator: Draws) -> torch.Tensor:
         """Discounted H-step model return plus the terminal value (`_estimate_value`; the family's
         return estimate, estimate_return).
 
@@ -155,23 +159,27 @@ class MPPIPlanner(Planner):
         terminal = terminal_value(self.model, latents[-1], generator)
         return estimate_return(self.model, rewards, latents, terminal, self.model.discount)
 
-    def plan(self, z: torch.Tensor, generator: torch.Generator) -> Plan:
+    def plan_episodes(self, z: torch.Tensor, generator: Draws) -> Plans:
         cfg, model = self.config, self.model
+        E = z.shape[0]
         H, P, A = cfg.horizon, cfg.num_pi_trajs, model.action_dim
-        prior = policy_rollout(model, z.expand(P, -1), H, generator).unsqueeze(1) if P else None
-        mean = torch.zeros(H, 1, A, device=z.device)
+        prior = None
+        if P:  # P policy trajectories per episode, episode-major
+            starts = z.expand(P, -1) if E == 1 else z.repeat_interleave(P, 0)
+            prior = policy_rollout(model, starts, H, generator).view(H, E, P, A)
+        mean = torch.zeros(H, E, A, device=z.device)
         if self._prev_mean is not None:  # warm start from the last step's mean, shifted
-            mean[:-1, 0] = self._prev_mean[1:]
+            mean[:-1] = self._prev_mean[1:]
         result = mppi_search(cfg, z, prior, mean, lambda zs, acts: self.estimate_value(zs, acts, generator), generator)
-        action_chosen, std0 = result.action[0], result.std[0, 0]
+        action_chosen, std0 = result.action, result.std[0]  # (E, A) each
         action = action_chosen
         if cfg.eval_noise:
-            action = action + std0 * torch.randn(A, generator=generator, device=z.device)
-        self._prev_mean = result.mean[:, 0]
-        return Plan(
-            action=action.clamp(-1, 1),
-            predicted_return=float(result.value[0]),
-            info={"std0": float(std0.mean())},
+            action = action + std0 * draws.normal(generator, (E, A), 0, z.device)
+        self._prev_mean = result.mean
+        return Plans(
+            actions=action.clamp(-1, 1),
+            predicted_returns=result.value,
+            info={"std0": std0.mean(1)},
             distribution=(action_chosen, std0),  # BMPC's imitation target: chosen elite, before noise
-            sequence=result.sequence[:, 0],
+            sequences=result.sequence,
         )

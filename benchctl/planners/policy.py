@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from benchctl.planners.base import Plan, Planner, register
+from benchctl.draws import Draws
+from benchctl.planners.base import Planner, Plans, register
 from benchctl.planners.rollout import evaluation_action
 
 
@@ -22,5 +23,5 @@ class PolicyPlanner(Planner):
     paper = "the agent's policy prior pi(z), its evaluation action (TD-MPC2 / BMPC mean; Dreamer actor mode)"
     Config = PolicyConfig
 
-    def plan(self, z: torch.Tensor, generator: torch.Generator) -> Plan:
-        return Plan(action=evaluation_action(self.model, z, generator)[0].clamp(-1, 1))
+    def plan_episodes(self, z: torch.Tensor, generator: Draws) -> Plans:
+        return Plans(actions=evaluation_action(self.model, z, generator).clamp(-1, 1))

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
-from benchctl.planners.base import Plan, Planner, option, register
+from benchctl.draws import Draws
+from benchctl.planners.base import Planner, Plans, option, register
 from benchctl.planners.rollout import gradient_ascent, open_loop_return
 
 
@@ -35,21 +36,21 @@ class PolicyGradMPCPlanner(Planner):
     def model_evals_per_step(cls, config: PolicyGradMPCConfig, action_dim: int) -> int:
         return config.iterations * config.horizon
 
-    def objective(self, z: torch.Tensor, actions: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def objective(self, z: torch.Tensor, actions: torch.Tensor, generator: Draws) -> torch.Tensor:
         return open_loop_return(self.model, z, actions, generator, use_value=True, discounted=True)
 
-    def plan(self, z: torch.Tensor, generator: torch.Generator) -> Plan:
+    def plan_episodes(self, z: torch.Tensor, generator: Draws) -> Plans:
         cfg, model = self.config, self.model
         z = z.detach()
-        with torch.no_grad():  # the policy's mean actions along its own rollout
+        with torch.no_grad():  # the policy's mean actions along its own rollout, one candidate per episode
             means, zh = [], z
             for _ in range(cfg.horizon):
-                mean = model.policy(zh, eps=torch.zeros(1, model.action_dim, device=z.device))[1]
+                mean = model.policy(zh, eps=torch.zeros(z.shape[0], model.action_dim, device=z.device))[1]
                 means.append(mean)
                 zh = model.next(zh, mean)
-        actions = torch.stack(means)  # (H, 1, A)
+        actions = torch.stack(means)  # (H, E, A)
         ascent = gradient_ascent(
             lambda a: self.objective(z, a, generator), actions, cfg.iterations, cfg.lr, model=self.model
         )
-        plan = ascent.actions[:, 0].clamp(-1, 1)
-        return Plan(action=plan[0], predicted_return=float(ascent.values[0]), sequence=plan)
+        plan = ascent.actions.clamp(-1, 1)
+        return Plans(actions=plan[0], predicted_returns=ascent.values, sequences=plan)

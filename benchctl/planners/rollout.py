@@ -12,11 +12,13 @@ from typing import Literal, cast
 
 import torch
 
+from benchctl import draws
 from benchctl.agents.base import WorldModel
+from benchctl.draws import Draws
 
 
 def policy_rollout(
-    model: WorldModel, z: torch.Tensor, horizon: int, generator: torch.Generator, explore: bool = False
+    model: WorldModel, z: torch.Tensor, horizon: int, generator: Draws, explore: bool = False
 ) -> torch.Tensor:
     """Sampled policy actions rolled through the dynamics: z (N, Z) -> actions (H, N, A).
 
@@ -118,23 +120,24 @@ def estimate_return(
 
 
 def terminal_action(
-    model: WorldModel, z: torch.Tensor, generator: torch.Generator, shared_noise: bool = False
+    model: WorldModel, z: torch.Tensor, generator: Draws, shared_noise: bool = False
 ) -> torch.Tensor | None:
     """a ~ pi(z) (N, A) for Q(z, a) heads; None for V(z) heads, which need no action.
 
-    shared_noise: one policy noise draw for every candidate (Dream-MPC's vmap randomness="same").
+    shared_noise: one policy noise draw for every candidate of an episode (Dream-MPC's vmap
+    randomness="same"); lockstep episodes are N / E consecutive rows each.
     """
     if not model.value_uses_action:
         return None
     eps = None
     if shared_noise:
-        eps = torch.randn(1, model.action_dim, generator=generator, device=z.device).expand(z.shape[0], -1)
+        count = draws.episode_count(generator)
+        eps = draws.normal(generator, (count, model.action_dim), 0, z.device)
+        eps = eps.expand(z.shape[0], -1) if count == 1 else eps.repeat_interleave(z.shape[0] // count, 0)
     return model.policy(z, eps=eps, generator=generator)[0]
 
 
-def terminal_value(
-    model: WorldModel, z: torch.Tensor, generator: torch.Generator, shared_noise: bool = False
-) -> torch.Tensor:
+def terminal_value(model: WorldModel, z: torch.Tensor, generator: Draws, shared_noise: bool = False) -> torch.Tensor:
     """Value of the final latent (N,): Q_avg(z, a ~ pi(z)) for Q heads, V_avg(z) for V heads."""
     return model.value_avg(z, terminal_action(model, z, generator, shared_noise), generator).squeeze(1)
 
@@ -143,7 +146,7 @@ def open_loop_return(
     model: WorldModel,
     z: torch.Tensor,
     actions: torch.Tensor,
-    generator: torch.Generator,
+    generator: Draws,
     use_value: bool = False,
     discounted: bool = False,
 ) -> torch.Tensor:
@@ -157,21 +160,27 @@ def open_loop_return(
 
 
 @torch.no_grad()
-def predict_plan(model: WorldModel, z: torch.Tensor, sequence: torch.Tensor) -> tuple[float, float]:
-    """The model's prediction for an executed open-loop plan: (its return estimate with the terminal
-    value, the discounted reward sum alone).
+def predict_plans(model: WorldModel, z: torch.Tensor, sequences: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's prediction for executed open-loop plans: (their return estimates with the terminal
+    value (E,), the discounted reward sums alone (E,)).
 
-    z: (1, Z), sequence: (H, A). Deterministic, so it leaves every generator alone: the terminal
+    z: (E, Z), sequences: (H, E, A). Deterministic, so it leaves every generator alone: the terminal
     value is the mean over all value heads at the policy's mean action (V heads: at z_H), and a model
     with stochastic imagination imagines with its means (`deterministic()`).
     """
     with getattr(model, "deterministic", nullcontext)():
-        rewards, latents = latent_rollout(model, z, sequence.unsqueeze(1))
+        rewards, latents = latent_rollout(model, z, sequences)
         z_end = latents[-1]
-        action = model.policy(z_end, eps=torch.zeros(1, model.action_dim, device=z.device))[1]
+        action = model.policy(z_end, eps=torch.zeros(z.shape[0], model.action_dim, device=z.device))[1]
         value = model.value(z_end, action if model.value_uses_action else None).mean(0).squeeze(-1)
         total = _mean_value_return(model, rewards, latents, value)
-    return float(total.squeeze()), float(discounted_sum(rewards, model.discount).squeeze())
+    return total, discounted_sum(rewards, model.discount)
+
+
+def predict_plan(model: WorldModel, z: torch.Tensor, sequence: torch.Tensor) -> tuple[float, float]:
+    """predict_plans for one plan: z (1, Z), sequence (H, A) -> (return estimate, reward sum)."""
+    total, rewards = predict_plans(model, z, sequence.unsqueeze(1))
+    return float(total.squeeze()), float(rewards.squeeze())
 
 
 def _mean_value_return(model: WorldModel, rewards: torch.Tensor, latents: torch.Tensor, terminal: torch.Tensor):
@@ -184,7 +193,7 @@ def _mean_value_return(model: WorldModel, rewards: torch.Tensor, latents: torch.
     return lambda_return(rewards, values, terminal, model.discount, lam)
 
 
-def evaluation_action(model: WorldModel, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def evaluation_action(model: WorldModel, z: torch.Tensor, generator: Draws) -> torch.Tensor:
     """The family's deterministic evaluation action (B, A): its own `act` where it has one (Dreamer:
     the mode of 100 actor samples), else the policy mean tanh(mu) (TD-MPC2, BMPC), drawing nothing."""
     act = getattr(model, "act", None)
@@ -239,11 +248,13 @@ def gradient_ascent(
     clamp: bool = False,
     optimizer: Literal["sgd", "adam"] = "sgd",
     model: WorldModel | None = None,
+    episodes: int = 1,
 ) -> Ascent:
     """`iterations` x: J and its gradient, the gradient's global L2 norm clipped to `clip_norm`, a step
     of `lr` (plain, or Adam's bias-corrected direction with betas 0.9/0.999 and eps 1e-8, as
     torch.optim.Adam), then the actions clamped to [-1, 1] if `clamp`. `model`: where backward
-    passes are counted.
+    passes are counted. `episodes`: lockstep episodes, N / E consecutive candidates each; the
+    norm clipped is each episode's own.
 
     Ranking rule (Grad-MPC Alg. 1, Dream-MPC's and Policy+Grad-MPC's released code): candidates are
     ranked by J from the last evaluation, taken before the last step; no extra evaluation is spent on
@@ -254,7 +265,7 @@ def gradient_ascent(
     for step in range(1, iterations + 1):
         values, grad = value_and_grad(objective, actions, model)
         if clip_norm is not None:
-            grad = clip_global_norm(grad, clip_norm)
+            grad = clip_global_norm(grad, clip_norm, episodes)
         if optimizer == "adam":
             m = 0.1 * grad if m is None else 0.9 * m + 0.1 * grad
             v = 0.001 * grad**2 if v is None else 0.999 * v + 0.001 * grad**2
@@ -266,7 +277,13 @@ def gradient_ascent(
     return Ascent(actions, values)
 
 
-def clip_global_norm(grad: torch.Tensor, max_norm: float) -> torch.Tensor:
-    """Scale `grad` so its L2 norm is at most max_norm (torch.nn.utils.clip_grad_norm_'s rule)."""
-    norm = torch.linalg.vector_norm(grad)
-    return grad * torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+def clip_global_norm(grad: torch.Tensor, max_norm: float, episodes: int = 1) -> torch.Tensor:
+    """Scale `grad` (H, N, A) so its L2 norm is at most max_norm (torch.nn.utils.clip_grad_norm_'s
+    rule); with lockstep episodes (N / E consecutive candidates each) each episode's part apart."""
+    if episodes == 1:
+        norm = torch.linalg.vector_norm(grad)
+        return grad * torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+    H, N, A = grad.shape
+    parts = grad.reshape(H, episodes, N // episodes, A)
+    norm = torch.linalg.vector_norm(parts, dim=(0, 2, 3), keepdim=True)
+    return (parts * torch.clamp(max_norm / (norm + 1e-6), max=1.0)).reshape(H, N, A)

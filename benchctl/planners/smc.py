@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from benchctl.planners.base import Plan, Planner, option, register
+from benchctl import draws
+from benchctl.draws import Draws
+from benchctl.planners.base import Planner, Plans, option, register
 
 
 @dataclass
@@ -44,23 +46,26 @@ class SMCPlanner(Planner):
     def model_evals_per_step(cls, config: SMCConfig, action_dim: int) -> int:
         return config.particles * (config.horizon + 1)
 
-    def state_value(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """V(z) (S,): V heads directly, or the mean of value_avg(z, a_j) over policy samples a_j."""
+    def state_value(self, z: torch.Tensor, generator: Draws) -> torch.Tensor:
+        """V(z) (E * S,): V heads directly, or the mean of value_avg(z, a_j) over policy samples a_j.
+        z: (E * S, Z), each lockstep episode's S particles in a block."""
         model = self.model
         if not model.value_uses_action:
             return model.value_avg(z, None, generator).squeeze(1)
-        k = self.config.value_samples
-        zk = z.repeat(k, 1)
+        k, E = self.config.value_samples, draws.episode_count(generator)
+        S = z.shape[0] // E
+        zk = z.view(E, 1, S, -1).expand(E, k, S, -1).reshape(E * k * S, -1)  # per episode: k copies of its S
         values = model.value_avg(zk, model.policy(zk, generator=generator)[0], generator)
-        return values.view(k, z.shape[0]).mean(0)
+        return values.view(E, k, S).mean(1).reshape(E * S)
 
-    def plan(self, z: torch.Tensor, generator: torch.Generator) -> Plan:
+    def plan_episodes(self, z: torch.Tensor, generator: Draws) -> Plans:
         cfg, model = self.config, self.model
-        S = cfg.particles
-        zs = z.expand(S, -1)
-        value_now = self.state_value(zs, generator) if cfg.value else torch.zeros(S, device=z.device)
-        returns = torch.zeros(S, device=z.device)  # each particle's predicted reward so far
-        sequences = torch.empty(0, S, model.action_dim, device=z.device)  # (h, S, A): each particle's actions
+        E, S = z.shape[0], cfg.particles
+        zs = z.expand(S, -1) if E == 1 else z.repeat_interleave(S, 0)  # (E * S, Z)
+        first_row = (torch.arange(E, device=z.device) * S).repeat_interleave(S)  # each particle's episode block
+        value_now = self.state_value(zs, generator) if cfg.value else torch.zeros(E * S, device=z.device)
+        returns = torch.zeros(E * S, device=z.device)  # each particle's predicted reward so far
+        sequences = torch.empty(0, E * S, model.action_dim, device=z.device)  # (h, E * S, A): each particle's actions
         for _ in range(cfg.horizon + 1):
             a = model.policy(zs, generator=generator)[0]
             z_next, reward = model.step(zs, a)
@@ -68,14 +73,14 @@ class SMCPlanner(Planner):
             if cfg.value:  # the one-step advantage r + gamma V(z') - V(z) (Alg. 2)
                 value_next = self.state_value(z_next, generator)
                 advantage = advantage + model.discount * value_next - value_now
-            weights = torch.softmax(advantage / cfg.temperature, dim=0)
-            ancestors = torch.multinomial(weights, S, replacement=True, generator=generator)
+            weights = torch.softmax(advantage.view(E, S) / cfg.temperature, dim=1)
+            ancestors = draws.multinomial(weights, S, generator).view(E * S) + first_row  # within each episode
             sequences = torch.cat([sequences, a.unsqueeze(0)])[:, ancestors]
             zs = z_next[ancestors]
             returns = returns[ancestors] + reward.squeeze(1)[ancestors]
             if cfg.value:
                 value_now = value_next[ancestors]
-        pick = int(torch.randint(S, (1,), generator=generator, device=z.device))
+        pick = draws.randint(generator, S, 1, z.device) + first_row[::S]  # (E,): a uniformly drawn survivor
         # its H actions, the window the metric compares (H = 0: the one action it took)
-        plan = sequences[: max(cfg.horizon, 1), pick].clamp(-1, 1)
-        return Plan(action=plan[0], predicted_return=float(returns[pick]), sequence=plan)
+        plan = sequences[: max(cfg.horizon, 1), pick].clamp(-1, 1)  # (H, E, A)
+        return Plans(actions=plan[0], predicted_returns=returns[pick], sequences=plan)

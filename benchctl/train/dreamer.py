@@ -35,7 +35,7 @@ from torch import nn
 
 from benchctl import machine
 from benchctl.agents import planner_defaults
-from benchctl.agents.dreamer import PARTS, DreamerDims, DreamerModel, save_dreamer
+from benchctl.agents.dreamer import OPTIMIZERS, PARTS, DreamerDims, DreamerModel, save_dreamer
 from benchctl.agents.dreamer_world import DreamerWorldModel
 from benchctl.errors import BenchctlError
 from benchctl.evaluate import episode_seed, observe, run_episode
@@ -287,7 +287,9 @@ class DreamerTrainer:
         check_identity(self.resume_path, json.loads(progress["identity"]), self.request.identity())
         for part in PARTS:
             getattr(self.net, part).load_state_dict(blob[part])
-        self.learner.load_optimizer_states(blob)
+        restarted = [name for name in OPTIMIZERS if not blob.get(name)]
+        if not restarted:
+            self.learner.load_optimizer_states(blob)
         self.generator.set_state(progress["generator"])
         self.step, self.episode, self.updates = (
             int(progress["step"]),
@@ -302,6 +304,8 @@ class DreamerTrainer:
             self.refill_episodes = self.request.config.seed_episodes
             why = f"no {self.buffer_path.name} from step {self.step}"
             self.log({"type": "buffer_lost", "step": self.step, "why": why, "refill_episodes": self.refill_episodes})
+        if restarted:  # a committed copy without its optimizer states (weights only, a third of the size)
+            self.log({"type": "optimizers_restarted", "step": self.step, "why": f"{', '.join(restarted)} not saved"})
         return True
 
     def log(self, record: dict) -> None:
