@@ -226,13 +226,17 @@ class EnsembleLinear(nn.Module):
     def forward(self, x: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, in) shared by all heads, or (k, B, in) per head -> (k, B, out).
 
-        `heads` (k,) selects a subset of heads, so unused heads cost nothing.
+        `heads` (k,) selects a subset of heads, so unused heads cost nothing; heads (E, k) selects k
+        heads per group of rows (lockstep episodes: B = E * rows, episode-major), each row
+        computed by its own group's heads only.
         """
         weight: torch.Tensor = self.weight
         bias: torch.Tensor = self.bias
         if heads is not None:
             weight, bias = weight[heads], bias[heads]
-        if x.dim() == 2:  # one matmul for all heads, then split them
+        if heads is not None and heads.dim() == 2:
+            y = _grouped_heads(x, weight, bias)
+        elif x.dim() == 2:  # one matmul for all heads, then split them
             k, out, _ = weight.shape
             y = torch.addmm(bias.reshape(1, -1), x, weight.reshape(k * out, -1).t())
             y = y.view(x.shape[0], k, out).transpose(0, 1)
@@ -245,6 +249,17 @@ class EnsembleLinear(nn.Module):
         return y
 
 
+def _grouped_heads(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Each row group's own heads: x (B, in) or (k, B, in) with B = E * rows; weight (E, k, out, in),
+    bias (E, k, out) -> (k, B, out)."""
+    E, k, out, width = weight.shape
+    if x.dim() == 2:
+        y = torch.einsum("eri,ekoi->kero", x.reshape(E, -1, width), weight)
+    else:
+        y = torch.einsum("keri,ekoi->kero", x.reshape(k, E, -1, width), weight)
+    return (y + bias.transpose(0, 1).unsqueeze(2)).reshape(k, -1, out)
+
+
 class _EnsembleLayerNorm(nn.Module):
     def __init__(self, heads: int, features: int):
         super().__init__()
@@ -254,6 +269,11 @@ class _EnsembleLayerNorm(nn.Module):
     def forward(self, y: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
         weight, bias = (self.weight, self.bias) if heads is None else (self.weight[heads], self.bias[heads])
         y = F.layer_norm(y, y.shape[-1:])
+        if heads is not None and heads.dim() == 2:  # per row group (E, k) heads: weight (E, k, F)
+            k, rows, features = y.shape
+            grouped = y.reshape(k, heads.shape[0], -1, features)
+            scale, shift = weight.transpose(0, 1).unsqueeze(2), bias.transpose(0, 1).unsqueeze(2)
+            return torch.addcmul(shift, grouped, scale).reshape(k, rows, features)
         return torch.addcmul(bias.unsqueeze(1), y, weight.unsqueeze(1))
 
 

@@ -141,7 +141,7 @@ class TDMPC2Model(nn.Module):
         if self.value_uses_action and a is None:
             raise ValueError("Q(z, a) heads need the action a")
         x = torch.cat([z, a], dim=-1) if a is not None and self.value_uses_action else z
-        self.work["value_heads"] += (self.num_value_heads if heads is None else len(heads)) * z.shape[0]
+        self.work["value_heads"] += (self.num_value_heads if heads is None else heads.shape[-1]) * z.shape[0]
         return self._Qs(x, heads)
 
     def value(self, z: torch.Tensor, a: torch.Tensor | None = None) -> torch.Tensor:
@@ -151,18 +151,23 @@ class TDMPC2Model(nn.Module):
     def random_heads(self, generator: Draws | None = None) -> torch.Tensor:
         """Two distinct heads drawn uniformly per episode, as the official `Q(..., return_type='avg')`
         does: (E, 2)."""
-        return draws.permutations(generator, self.num_value_heads, self.log_std_min.device)[:, :2].contiguous()
+        return draws.permutations(generator, self.num_value_heads, self.log_std_min.device)[:, :2]
 
     def value_avg(self, z: torch.Tensor, a: torch.Tensor | None = None, generator: Draws | None = None) -> torch.Tensor:
         """Mean of two random heads (B, 1); only the heads drawn are computed. Lockstep episodes
-        (B = E * k rows, episode-major) each average their own two heads."""
+        (B = E * k rows, episode-major) each use their own two heads (heads (E, 2))."""
         heads = self.random_heads(generator)
         if heads.shape[0] == 1:
             return self.decode(self.value_logits(z, a, heads[0])).mean(0)
-        drawn = heads.unique()  # sorted: the union of every episode's heads, each computed once
+        rows = z.shape[0] // heads.shape[0]
+        if rows >= 64:  # many rows per episode (MPPI's samples): each episode's two heads, grouped products
+            return self.decode(self.value_logits(z, a, heads)).mean(0)
+        # few rows (Dream-MPC's candidates): the union of the drawn heads in one product costs less than
+        # many small grouped ones (0.8 vs 2.8 ms for 10 episodes x 5 rows here); each row keeps its own two
+        drawn = heads.unique()  # sorted
         values = self.decode(self.value_logits(z, a, drawn)).squeeze(-1)  # (U, B)
-        rows = torch.searchsorted(drawn, heads).repeat_interleave(z.shape[0] // heads.shape[0], 0)  # (B, 2)
-        return values.t().gather(1, rows).mean(1, keepdim=True)
+        picked = torch.searchsorted(drawn, heads.contiguous()).repeat_interleave(rows, 0)  # (B, 2)
+        return values.t().gather(1, picked).mean(1, keepdim=True)
 
     def log_std_bounds(self, explore: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(min, span) of the policy's log-std; `explore` selects wider bounds where a family has them."""
