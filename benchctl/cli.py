@@ -137,11 +137,15 @@ def _run_eval(request, reporter: RichReporter, engine=None):
 
 
 def _summary(results) -> Table:
-    """Per (task, planner): return, success rate (suites that score success: Meta-World, HumanoidBench),
-    episodes the environment ended early (a humanoid fell), median ms per step, model evaluations."""
+    """Per (task, agent family, planner): return, success rate (suites that score success: Meta-World,
+    HumanoidBench), episodes the environment ended early (a humanoid fell), median ms per step, model
+    evaluations. With agents of several families (TD-MPC2, BMPC, Dreamer) the planner column names
+    the family, as reports do (`bmpc/mppi`): their returns are never pooled."""
+    families = {r.header.get("family", "") for r in results}
     eps_of: dict[tuple[str, str], list] = {}
     for r in results:
-        eps_of.setdefault((r.task, r.planner), []).append(r)
+        label = f"{r.header.get('family', '')}/{r.planner}" if len(families) > 1 else r.planner
+        eps_of.setdefault((r.task, label), []).append(r)
     scored = any(e.get("success") is not None for r in results for e in r.episodes)
     ended = any(e.get("terminated") for r in results for e in r.episodes)
     table = Table(title="benchctl eval: return (mean ± std over episodes, all seeds) and planning latency")

@@ -104,3 +104,20 @@ def test_every_shipped_agent_still_scores_what_its_manifest_says(tmp_path):
         if abs(mean - listed) > 0.01 * abs(listed) + 0.5:  # the manifest rounds to 0.1
             off.append(f"{entry['path']}: {mean:.1f}, manifest {listed}")
     assert not off, off
+
+
+def test_eval_summary_keeps_agent_families_apart(tmp_path):
+    """ball_in_cup-catch has a shipped TD-MPC2 and a shipped BMPC agent: the summary shows one row per
+    family (as reports do), never their returns pooled into one."""
+    proc = run_cli(
+        "eval", "--suite", "demo", "--tasks", "ball_in_cup-catch", "--planner", "policy", "--seeds", "1",
+        "--episodes", "1", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if "ball_in_cup-catch" in line]
+    assert len(rows) == 2 and any("tdmpc2/policy" in r for r in rows) and any("bmpc/policy" in r for r in rows)
+    for family in ("tdmpc2", "bmpc"):
+        (cell,) = tmp_path.glob(f"{family}/demo/ball_in_cup-catch/policy@*/seed-1.jsonl")
+        episode = json.loads(cell.read_text().splitlines()[1])
+        row = next(r for r in rows if f"{family}/policy" in r)
+        assert f"{episode['return']:.1f}" in row  # its own return, not a mean over families
