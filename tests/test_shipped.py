@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import tomllib
 
@@ -11,7 +12,7 @@ import pytest
 from benchctl.agents import describe_checkpoint
 from benchctl.shipped import FAMILY_PLANNERS, RETURN_PLANNERS
 from benchctl.suites import load_suite, make_env
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, REQUIRE_EXTERNAL, run_cli
 
 CHECKPOINTS = REPO / "checkpoints"
 
@@ -30,9 +31,12 @@ def test_manifest_matches_the_files_and_every_agent_fits_its_task():
         assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"], entry["path"]
         info = describe_checkpoint(path)
         assert info.family == entry["family"]
+        assert set(entry["returns"]) == set(FAMILY_PLANNERS.get(info.family, RETURN_PLANNERS))
+        if entry["suite"] == "humanoid" and importlib.util.find_spec("humanoid_bench") is None:
+            assert not REQUIRE_EXTERNAL, "CI needs HumanoidBench to check the shipped humanoid agent"
+            continue  # a clone without the optional HumanoidBench: the other checks above still ran
         env = make_env(load_suite(entry["suite"]).task(entry["task"]), family=info.family)
         assert (info.dims.obs_dim, info.dims.action_dim) == (env.obs_dim, env.action_dim)
-        assert set(entry["returns"]) == set(FAMILY_PLANNERS.get(info.family, RETURN_PLANNERS))
 
 
 def test_eval_without_checkpoints_runs_the_shipped_agents(tmp_path):
