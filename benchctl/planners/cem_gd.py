@@ -135,7 +135,9 @@ class CEMGDPlanner(Planner):
     def _refine(self, z: torch.Tensor, actions: torch.Tensor, values: torch.Tensor, generator: Draws):
         """Line-searched projected gradient ascent on each of the k sequences of every episode, all
         batched: actions (H, E * k, A), values (E * k,), episode-major. A row's search never depends
-        on another's (a finished row is masked), so an episode refines the same alone or in lockstep."""
+        on another's (a finished row is masked), so an episode refines the same alone or in lockstep;
+        except with `use_value`, where the trials other episodes still need draw value heads from a
+        finished episode's generator too."""
         cfg = self.config
         rows = actions.shape[1]
         E = z.shape[0]
