@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from benchctl.agents.base import as_recurrent
+from benchctl.agents.layers import EnsembleLayerNorm
 from benchctl.draws import Draws, EpisodeGenerators
 from benchctl.envs.base import Env, SimulatorError
 from benchctl.planners.base import Plan, Planner, Plans
@@ -82,8 +83,9 @@ DTYPES = {"float32": None, "bfloat16": torch.bfloat16}  # --dtype: the precision
 
 def precision(device: torch.device, dtype: str = "float32"):
     """The context planning runs in: as is for float32; for bfloat16 torch's autocast, which runs
-    matrix products (linear layers, convolutions) in bfloat16 and keeps reductions, normalizations
-    and the planners' own arithmetic in float32."""
+    matrix products (linear layers, convolutions) in bfloat16. The models keep their LayerNorms,
+    activations and two-hot decoding in float32 (autocast alone would leave them in bfloat16), and
+    the planners' own arithmetic stays float32."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r}: choose {', '.join(DTYPES)}")
     low = DTYPES[dtype]
@@ -91,15 +93,23 @@ def precision(device: torch.device, dtype: str = "float32"):
 
 
 def lower_precision(model: torch.nn.Module, dtype: str) -> torch.nn.Module:
-    """Store the model's weight matrices (every parameter of 2 or more dimensions) in `dtype` once,
-    so autocast need not convert them at every call; vectors (biases, norms) stay float32. The model
-    then runs only inside `precision(device, dtype)`."""
+    """Store the model's weight matrices (every parameter of 2 or more dimensions outside normalization
+    layers) in `dtype` once, so autocast need not convert them at every call; vectors and the
+    normalizations' gains and offsets (ensembles stack them as matrices) stay float32. The model then
+    runs only inside `precision(device, dtype)`."""
     low = DTYPES[dtype]
     if low is not None:
-        for parameter in model.parameters():
-            if parameter.dim() >= 2 and parameter.is_floating_point():
-                parameter.data = parameter.data.to(low)
+        for module in model.modules():
+            if _is_norm(module):
+                continue
+            for parameter in module.parameters(recurse=False):
+                if parameter.dim() >= 2 and parameter.is_floating_point():
+                    parameter.data = parameter.data.to(low)
     return model
+
+
+def _is_norm(module: torch.nn.Module) -> bool:
+    return isinstance(module, torch.nn.LayerNorm | EnsembleLayerNorm)
 
 
 def plan_step(

@@ -6,7 +6,8 @@ planner, next to a reference run in the same process: MPPI written the straightf
 code's arithmetic. The official TD-MPC2 code measured ~570 ms per MPPI step on this 2-core machine.
 
 Then MPPI against its GEMM floor (the same matrix products alone, timed alternately), in float32
-and in bfloat16 (`--dtype bfloat16`: torch's autocast).
+and in bfloat16 (`--dtype bfloat16`: torch's autocast), and against the GEMM floor plus the step's
+LayerNorm + Mish alone (float32 in both modes: in bfloat16 they do not shrink).
 
     python benchmarks/latency.py [--checkpoint PATH] [--threads 2] [--calls 30] [--planners policy,mppi]
 """
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from benchctl.agents import load_checkpoint
+from benchctl.agents.layers import mish
 from benchctl.evaluate import lower_precision, plan_step
 from benchctl.planners import make_planner, registry, resolve_config
 from benchctl.planners.mppi import MPPIPlanner, effective_iterations
@@ -82,6 +84,31 @@ def gemm_floor(model, config, dtype: torch.dtype) -> Callable[[], None]:
             run(policy, zs)
             run(q, za)
             run(q, za)
+
+    return step
+
+
+def activation_floor(model, config) -> Callable[[], None]:
+    """The LayerNorm + Mish of one MPPI step's hidden layers and nothing else, in float32 as the models
+    compute them after bfloat16 products too: every hidden activation of `gemm_floor`'s products,
+    (rows, mlp_dim) each. In bfloat16 the products halve while these stay."""
+    d = model.dims
+    m = d.mlp_dim
+    n, horizon, iterations = config.num_samples, config.horizon, effective_iterations(config, d.action_dim)
+    weight, bias = torch.ones(m), torch.zeros(m)
+    samples, prior = torch.randn(n, m), torch.randn(config.num_pi_trajs, m)
+
+    def hidden(x: torch.Tensor, layers: int = 2) -> None:
+        for _ in range(layers):
+            mish(F.layer_norm(x, (m,), weight, bias))
+
+    def step() -> None:
+        for _ in range(horizon):  # policy trajectories: policy and dynamics MLPs
+            hidden(prior, 4)
+        for _ in range(iterations):
+            for _ in range(horizon):
+                hidden(samples, 4)  # dynamics and reward
+            hidden(samples, 6)  # policy and two Q heads
 
     return step
 
@@ -144,19 +171,31 @@ def gemm_rows(model, observations: np.ndarray, calls: int, budget: float) -> Non
     """benchctl's MPPI step against the GEMM floor of the same step, float32 and bfloat16, each pair
     timed alternately in this process (the machine's drift hits both)."""
     config = resolve_config("mppi", {})
-    print(f"{'dtype':<10}{'mppi ms':>9}{'GEMM floor ms':>15}{'ratio':>7}   (goal: ratio <= 1.2)")
+    print(
+        f"{'dtype':<10}{'mppi ms':>9}{'GEMM floor ms':>15}{'ratio':>7}{'LN+Mish ms':>12}{'ratio to both':>15}"
+        "   (goal: ratio <= 1.2)"
+    )
+    activations = activation_floor(model, config)
     for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
         planner = make_planner("mppi", lower_precision(copy.deepcopy(model), name), config)
         floor = gemm_floor(model, config, dtype)
-        ours, gemm = [], []
+        ours, gemm, act = [], [], []
         for _ in range(3):  # interleaved rounds
             ours.append(np.median(time_planner(planner, observations, max(3, calls // 3), budget / 3, dtype=name)))
-            floor()  # warm
-            start = time.perf_counter()
-            for _ in range(3):
-                floor()
-            gemm.append((time.perf_counter() - start) * 1e3 / 3)
-        print(f"{name:<10}{np.median(ours):>9.1f}{np.median(gemm):>15.1f}{np.median(ours) / np.median(gemm):>7.2f}")
+            gemm.append(_ms(floor))
+            act.append(_ms(activations))
+        mine, products, rest = np.median(ours), np.median(gemm), np.median(act)
+        both = mine / (products + rest)
+        print(f"{name:<10}{mine:>9.1f}{products:>15.1f}{mine / products:>7.2f}{rest:>12.1f}{both:>15.2f}")
+
+
+def _ms(step: Callable[[], None], repeats: int = 3) -> float:
+    """Mean ms of `repeats` calls after one warm call."""
+    step()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    return (time.perf_counter() - start) * 1e3 / repeats
 
 
 if __name__ == "__main__":

@@ -195,6 +195,51 @@ def test_a_worker_error_is_reported_retried_once_and_left_for_a_rerun(tmp_path):
     assert all("BenchctlError" in why and "not a PyTorch checkpoint" in why for _, why, _ in failures)
 
 
+def test_bfloat16_runs_products_in_bfloat16_and_the_rest_in_float32():
+    """Under `--dtype bfloat16` only the matrix products drop to bfloat16: autocast alone would leave
+    LayerNorm, Mish and the two-hot decoding in bfloat16 too (CPUs run Mish at half speed there, and a
+    bfloat16 reward has 3 significant digits). Checked on a shipped agent's real model: weights bf16,
+    normalization gains float32, hidden activations and decoded rewards/values float32 and equal to the
+    float32 model's to bfloat16 product accuracy, and the decoding itself exact."""
+    import copy
+
+    import torch
+
+    from benchctl.agents import load_checkpoint
+    from benchctl.agents.layers import NormedLinear
+    from benchctl.evaluate import lower_precision, precision
+
+    model = load_checkpoint(SHIPPED / "cartpole-swingup-1.pt")
+    low = lower_precision(copy.deepcopy(model), "bfloat16")
+    dtypes = {name: p.dtype for name, p in low.named_parameters()}
+    assert dtypes["_dynamics.0.weight"] == torch.bfloat16 and dtypes["_Qs.params.0.weight"] == torch.bfloat16
+    assert dtypes["_dynamics.0.ln.weight"] == torch.float32 and dtypes["_Qs.params.0.ln.weight"] == torch.float32
+    g = torch.Generator().manual_seed(0)
+    z = model.encode(torch.randn(64, model.dims.obs_dim, generator=g))
+    a = torch.rand(64, model.dims.action_dim, generator=g) * 2 - 1
+    za = torch.cat([z, a], -1)
+    hidden = []
+    hook = lambda module, inputs, output: hidden.append(output)  # noqa: E731
+    for module in low.modules():
+        if isinstance(module, NormedLinear):
+            module.register_forward_hook(hook)
+    with torch.no_grad(), precision(torch.device("cpu"), "bfloat16"):
+        logits = low._reward(za)
+        reward = low.decode(logits)
+        _, step_reward = low.step(z, a)
+        values = low.value(z, a)
+    with torch.no_grad():
+        exact = model.decode(logits.float())  # float32 decoding of the same logits, outside autocast
+        reference, reference_values = model.reward(z, a), model.value(z, a)
+    assert logits.dtype == torch.bfloat16  # the last product stays in bfloat16 ...
+    assert hidden and all(h.dtype == torch.float32 for h in hidden)  # ... every LayerNorm + Mish is float32
+    assert reward.dtype == step_reward.dtype == values.dtype == torch.float32
+    torch.testing.assert_close(reward, exact, rtol=1e-6, atol=1e-6)  # decoding adds no bfloat16 rounding
+    scale = reference.abs().max().item() + 1.0
+    assert (reward - reference).abs().max().item() < 0.05 * scale
+    assert (values - reference_values).abs().max().item() < 0.05 * (reference_values.abs().max().item() + 1.0)
+
+
 def test_bfloat16_planning_keeps_the_returns_within_float32s_interval(tmp_path):
     """`--dtype bfloat16` (matrix products in bfloat16 under autocast) on the shipped agents: recorded in
     every header, its own run folder, and each planner's mean return within the 95% interval of the

@@ -31,6 +31,8 @@ class TwoHotDecoder(nn.Module):
         self.register_buffer("bins", torch.linspace(vmin, vmax, num_bins), persistent=False)
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        if logits.dtype != torch.float32:  # bfloat16 products (autocast): decode in float32, where `@` would not
+            return symexp((torch.softmax(logits.float(), dim=-1) * self.bins).sum(-1, keepdim=True))
         return symexp(torch.softmax(logits, dim=-1) @ self.bins.unsqueeze(-1))
 
 
@@ -191,10 +193,12 @@ class NormedLinear(nn.Linear):
         return self.post(super().forward(x))
 
     def post(self, x: torch.Tensor) -> torch.Tensor:
-        """Everything after the affine map: [dropout], LayerNorm, activation."""
+        """Everything after the affine map: [dropout], LayerNorm, activation; in float32 even when the
+        product ran in bfloat16 (autocast would keep LayerNorm in bfloat16, and CPUs evaluate Mish on
+        bfloat16 at half the float32 speed)."""
         if self.dropout is not None:
             x = self.dropout(x)
-        return self.act(self.ln(x))
+        return self.act(self.ln(x.float()))
 
 
 def mlp(
@@ -220,7 +224,7 @@ class EnsembleLinear(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(heads, out_features, in_features))
         self.bias = nn.Parameter(torch.zeros(heads, out_features))
-        self.ln = _EnsembleLayerNorm(heads, out_features) if norm else None
+        self.ln = EnsembleLayerNorm(heads, out_features) if norm else None
         self.dropout = SparseDropout(dropout) if dropout else None
 
     def forward(self, x: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
@@ -260,7 +264,9 @@ def _grouped_heads(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) ->
     return (y + bias.transpose(0, 1).unsqueeze(2)).reshape(k, -1, out)
 
 
-class _EnsembleLayerNorm(nn.Module):
+class EnsembleLayerNorm(nn.Module):
+    """K LayerNorms over the last axis, one per head: gains and offsets (K, features)."""
+
     def __init__(self, heads: int, features: int):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(heads, features))
@@ -268,7 +274,7 @@ class _EnsembleLayerNorm(nn.Module):
 
     def forward(self, y: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
         weight, bias = (self.weight, self.bias) if heads is None else (self.weight[heads], self.bias[heads])
-        y = F.layer_norm(y, y.shape[-1:])
+        y = F.layer_norm(y.float(), y.shape[-1:])  # float32 after bfloat16 products, as NormedLinear.post
         if heads is not None and heads.dim() == 2:  # per row group (E, k) heads: weight (E, k, F)
             k, rows, features = y.shape
             grouped = y.reshape(k, heads.shape[0], -1, features)
