@@ -8,7 +8,7 @@ so both see the same machine load. Its files are copied to a temporary directory
 CPU and capturable Adam off (the official code hard-codes cuda:0; capturable Adam has no CPU kernel).
 
     python benchmarks/train_speed.py [--threads 2] [--updates 20] [--rounds 3] [--official DIR]
-    python benchmarks/train_speed.py --pixels [--batch 256]
+    python benchmarks/train_speed.py --pixels [--batch 256] [--dims 128,128,512]
 
 --pixels: a pixel agent's update (3 stacked 64x64 RGB frames, uint8, the conv encoder with its random
 shift) against the state agent's of the same sizes, alternating in this process (model size 5 trunk,
@@ -60,11 +60,14 @@ def benchctl_update(size: int | None, dims) -> Callable[[], object]:
     return lambda: learner.update(obs, action, reward, g)
 
 
-def pixel_or_state_update(pixels: bool, batch_size: int) -> Callable[[], object]:
-    """One update of a model_size-5 agent on a fixed batch: pixels (4, B, 9, 64, 64) uint8 or state."""
+def pixel_or_state_update(
+    pixels: bool, batch_size: int, dims: tuple[int, int, int] | None = None
+) -> Callable[[], object]:
+    """One update on a fixed batch of a model_size-5 agent, or of `dims` (enc, mlp, latent):
+    pixels (4, B, 9, 64, 64) uint8 or state."""
     g = torch.Generator().manual_seed(0)
     shape = (9, 64, 64) if pixels else ()
-    learner = TDMPC2Learner(new_model(OBS_DIM, ACTION_DIM, 5, None, obs_shape=shape), 0.99)
+    learner = TDMPC2Learner(new_model(OBS_DIM, ACTION_DIM, None if dims else 5, dims, obs_shape=shape), 0.99)
     if pixels:
         obs = torch.randint(0, 256, (4, batch_size, *shape), generator=g, dtype=torch.uint8)
     else:
@@ -145,12 +148,15 @@ def main() -> None:
     parser.add_argument("--official", type=Path, help="checkout of the official TD-MPC2 code to time alongside")
     parser.add_argument("--pixels", action="store_true", help="pixel agent against state agent, model size 5")
     parser.add_argument("--batch", type=int, default=256, help="--pixels: minibatch")
+    parser.add_argument("--dims", help="--pixels: enc,mlp,latent instead of model size 5 (latent 512 for pixels)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # as the benchctl command does
     if args.pixels:
-        print(f"model size 5 (latent 512), batch {args.batch}, horizon 3, {args.threads} threads: updates/s")
-        updates = {kind: pixel_or_state_update(kind == "pixels", args.batch) for kind in ("pixels", "state")}
+        dims = tuple(int(d) for d in args.dims.split(",")) if args.dims else None
+        model = f"dims {args.dims}" if dims else "model size 5 (latent 512)"
+        print(f"{model}, batch {args.batch}, horizon 3, {args.threads} threads: updates/s")
+        updates = {kind: pixel_or_state_update(kind == "pixels", args.batch, dims) for kind in ("pixels", "state")}
         rates: dict[str, list[float]] = {kind: [] for kind in updates}
         for _ in range(args.rounds):
             for kind, update in updates.items():

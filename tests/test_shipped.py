@@ -95,6 +95,9 @@ def test_every_shipped_agent_still_scores_what_its_manifest_says(tmp_path):
     manifest = tomllib.loads((CHECKPOINTS / "manifest.toml").read_text())
     off = []
     for entry in manifest["agent"]:
+        if entry["suite"] == "humanoid" and importlib.util.find_spec("humanoid_bench") is None:
+            assert not REQUIRE_EXTERNAL, "CI needs HumanoidBench to re-measure the shipped humanoid agent"
+            continue  # a clone without the optional HumanoidBench
         out = tmp_path / entry["path"].replace("/", "_")
         proc = run_cli(
             "eval", "--suite", entry["suite"], "--checkpoint", str(CHECKPOINTS / entry["path"]),
