@@ -10,6 +10,12 @@ and in bfloat16 (`--dtype bfloat16`: torch's autocast), and against the GEMM flo
 LayerNorm + Mish alone (float32 in both modes: in bfloat16 they do not shrink).
 
     python benchmarks/latency.py [--checkpoint PATH] [--threads 2] [--calls 30] [--planners policy,mppi]
+    python benchmarks/latency.py --pixels [--threads 1] [--task cheetah-run]
+
+--pixels: a model-size-5 pixel agent (random weights; conv encoder on 3 stacked 64x64 RGB frames,
+latent 512) planning with policy, mppi and dream_mpc from real rendered observations, the random
+shift on as in `benchctl eval`; then the `dmc-pixels` environment's steps and renders per second,
+next to the same task's state environment (the render is the difference).
 """
 
 from __future__ import annotations
@@ -132,6 +138,46 @@ def time_planner(
     return np.asarray(times)
 
 
+def pixel_rows(task: str, calls: int, budget: float) -> None:
+    """Planning ms per step of a model-size-5 pixel agent, and the pixel environment's speed."""
+    from benchctl.envs.dmc import DMCEnv
+    from benchctl.suites import load_suite, make_env
+    from benchctl.train.tdmpc2 import new_model
+
+    spec = load_suite("dmc-pixels").task(task)
+    env = make_env(spec)
+    state_env = DMCEnv(spec.params["domain"], spec.params["task"], spec.episode_length, spec.action_repeat)
+    model = new_model(env.obs_dim, env.action_dim, 5, obs_shape=env.obs_shape).requires_grad_(False).eval()
+    model.discount = 0.99
+    rng = np.random.default_rng(0)
+    observations = [env.reset(seed=1)]
+    for _ in range(31):
+        observations.append(env.step(rng.uniform(-1, 1, env.action_dim).astype(np.float32)).obs)
+    parameters = sum(p.numel() for p in model.parameters())
+    print(f"pixel agent: model size 5 ({parameters:,} parameters), obs {env.obs_shape} uint8, random shift on")
+    print(f"dmc-pixels {task}, rendering with {env.gl}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"{'planner':<16}{'median ms':>11}{'p95 ms':>10}{'WM evals/step':>15}")
+    for name in ("policy", "mppi", "dream_mpc"):
+        planner = make_planner(name, model, resolve_config(name, {}))
+        times = time_planner(planner, np.stack(observations), calls if name == "mppi" else 10 * calls, budget)
+        evals = planner.model_evals_per_step(planner.config, model.action_dim)
+        print(f"{name:<16}{np.median(times):>11.2f}{np.percentile(times, 95):>10.2f}{evals:>15,.0f}")
+    envs = [("dmc-pixels", env), ("state, same task", state_env)]
+    print(f"{'environment':<16}{'steps/s':>11}{'renders/s':>11}{'render ms':>11}")
+    for label, e in envs:
+        e.reset(seed=2)
+        rendered = getattr(e, "render_seconds", 0.0)
+        start, steps = time.perf_counter(), 0
+        while time.perf_counter() - start < budget / 4 or steps < 20:
+            if e.step(rng.uniform(-1, 1, e.action_dim).astype(np.float32)).done:
+                e.reset(seed=2)
+            steps += 1
+        elapsed = time.perf_counter() - start
+        render = getattr(e, "render_seconds", 0.0) - rendered
+        renders = f"{steps / render:>11.1f}{render / steps * 1e3:>11.2f}" if render else f"{'-':>11}{'-':>11}"
+        print(f"{label:<16}{steps / elapsed:>11.1f}{renders}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT)
@@ -139,9 +185,14 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=30, help="timed planning steps per planner (at most)")
     parser.add_argument("--budget", type=float, default=20.0, help="seconds per planner (at least 3 steps)")
     parser.add_argument("--planners", default=",".join(registry()))
+    parser.add_argument("--pixels", action="store_true", help="a model-size-5 pixel agent and the pixel environment")
+    parser.add_argument("--task", default="cheetah-run", help="--pixels: a dmc-pixels task")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # as the benchctl command does
+    if args.pixels:
+        pixel_rows(args.task, args.calls, args.budget)
+        return
     model = load_checkpoint(args.checkpoint)
     model.discount = 0.99
     observations = np.random.default_rng(1).standard_normal((64, model.dims.obs_dim)).astype(np.float32)
