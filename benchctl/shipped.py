@@ -94,13 +94,17 @@ def find_shipped(
     tasks: list[Task], seeds: list[int], directory: Path | None = None
 ) -> tuple[list[AgentSpec], list[Task]]:
     """Shipped agents for `tasks` at `seeds`, matched by task name or alias across families and
-    suites (a task name means the same environment in every suite). Returns (found, missing)."""
+    suites whose environment observes the same way (cartpole-swingup_sparse is one task in `dmc` and
+    `demo`, another from pixels in `dmc-pixels`). Returns (found, missing)."""
+    from benchctl.suites import load_suite
+
     root = directory or SHIPPED_DIR
     agents = load_manifest(root)
+    env_of = {a.path: load_suite(a.suite).task(a.task).env for a in agents}
     found, missing = [], []
     for task in tasks:
         names = {task.name, *task.aliases}
-        hits = [a for a in agents if a.task in names and a.seed in seeds]
+        hits = [a for a in agents if a.task in names and a.seed in seeds and env_of[a.path] == task.env]
         for agent in sorted(hits, key=lambda a: (a.family, a.seed)):
             path = root / agent.path
             if not path.is_file():

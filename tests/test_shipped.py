@@ -128,3 +128,19 @@ def test_eval_summary_keeps_agent_families_apart(tmp_path):
         episode = json.loads(cell.read_text().splitlines()[1])
         row = next(r for r in rows if f"{family}/policy" in r)
         assert f"{episode['return']:.1f}" in row  # its own return, not a mean over families
+
+
+def test_shipped_agents_match_tasks_that_observe_as_they_were_trained():
+    """A task name is one task in every state suite, another from pixels: `dmc`'s shipped
+    acrobot-swingup serves `demo`'s acrobot-swingup but not `dmc-pixels`' (it would be refused there,
+    and `benchctl eval --suite dmc-pixels` with no checkpoints stopped at it); whatever a pixel task is
+    matched to is a pixel agent."""
+    from benchctl.shipped import find_shipped
+
+    demo, pixels = load_suite("demo"), load_suite("dmc-pixels")
+    found, _ = find_shipped([demo.task("acrobot-swingup")], [1])
+    assert [a.checkpoint.relative_to(CHECKPOINTS).as_posix() for a in found] == ["tdmpc2/dmc/acrobot-swingup-1.pt"]
+    found, missing = find_shipped(list(pixels.tasks.values()), [1])
+    assert len(found) + len(missing) >= len(pixels.tasks)
+    assert "acrobot-swingup" in {t.name for t in missing}
+    assert all(describe_checkpoint(a.checkpoint).dims.obs_shape for a in found)
