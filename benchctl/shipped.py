@@ -170,6 +170,8 @@ def training_options(run_id: dict) -> dict:
     interval, sequences = run_id.get("reanalyze", (10, 20))
     if (interval, sequences) != (10, 20):
         options |= {"reanalyze_interval": interval, "reanalyze_sequences": sequences}
+    if run_id.get("family") != "dreamer" and run_id.get("batch_size", 256) != 256:  # official: 256
+        options["batch_size"] = run_id["batch_size"]
     if run_id.get("family") == "dreamer":  # the trainer's settings, against Tab. 16's
         import dataclasses
 

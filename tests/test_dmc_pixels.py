@@ -19,6 +19,10 @@ from tests.conftest import REPO, TDMPC2_MS1, need, run_cli
 from tests.test_cli_errors import one_line_error
 
 RGB = "tdmpc2-rgb-custom-walker-run"
+# The shipped pixel agent's `benchctl ship` run (policy, seed 1, 1 thread): its first 2 of 10 episodes
+# returned 112.78 and 86.56 (the 10 range 44-113 from their random starts, so a mean of a few would
+# not pin a regression down; the same episode seeds reproduce them).
+PIXEL_EPISODES, PIXEL_FIRST_EPISODES = 2, 99.669
 
 PROTOCOL = r"""
 import json, numpy as np
@@ -163,3 +167,31 @@ def test_a_pixel_agent_trains_resumes_from_uint8_frames_and_evaluates(tmp_path):
         "--planner", "dream_mpc", "--episodes", "1", "--out", str(tmp_path / "results"),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+
+
+def test_eval_runs_out_of_the_box_on_the_shipped_pixel_agent(tmp_path):
+    """`benchctl eval --suite dmc-pixels` with no checkpoints runs the shipped cheetah-run pixel agent
+    (and no state agent of the same task names), says which tasks lack one, records rgb observations
+    with the shift on, and its policy reproduces the first episodes of the run that measured it."""
+    import tomllib
+
+    import numpy as np
+
+    manifest = tomllib.loads((REPO / "checkpoints" / "manifest.toml").read_text())
+    entry = next(e for e in manifest["agent"] if e["suite"] == "dmc-pixels")
+    proc = run_cli(
+        "eval", "--suite", "dmc-pixels", "--planner", "policy", "--seeds", str(entry["seed"]),
+        "--episodes", str(PIXEL_EPISODES), "--out", str(tmp_path),
+    )  # fmt: skip
+    need(proc.returncode == 0 or "neither EGL nor OSMesa" not in proc.stderr, "offscreen OpenGL (EGL or OSMesa)")
+    assert proc.returncode == 0, proc.stderr
+    assert "no shipped agent for 5 of 6 tasks" in proc.stdout + proc.stderr
+    (cell,) = tmp_path.glob(f"tdmpc2/dmc-pixels/{entry['task']}/policy@*/seed-{entry['seed']}.jsonl")
+    assert [p.name for p in (tmp_path / "tdmpc2" / "dmc-pixels").iterdir()] == [entry["task"]]
+    lines = [json.loads(line) for line in cell.read_text().splitlines()]
+    header, episodes = lines[0], lines[1:]
+    assert header["checkpoint"].endswith(f"checkpoints/{entry['path']}")
+    assert header["observations"] == "rgb" and header["augment"] is True
+    assert all(e["length"] == 500 and e["render_ms_per_step"] > 0 for e in episodes)
+    mean = float(np.mean([e["return"] for e in episodes]))
+    assert abs(mean - PIXEL_FIRST_EPISODES) <= 0.01 * PIXEL_FIRST_EPISODES  # 1%: another CPU's round-off

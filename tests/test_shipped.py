@@ -35,7 +35,14 @@ def test_manifest_matches_the_files_and_every_agent_fits_its_task():
         if entry["suite"] == "humanoid" and importlib.util.find_spec("humanoid_bench") is None:
             assert not REQUIRE_EXTERNAL, "CI needs HumanoidBench to check the shipped humanoid agent"
             continue  # a clone without the optional HumanoidBench: the other checks above still ran
-        env = make_env(load_suite(entry["suite"]).task(entry["task"]), family=info.family)
+        task = load_suite(entry["suite"]).task(entry["task"])
+        if task.env == "dmc-pixels":  # frames need OpenGL, which this process keeps off: sizes without rendering
+            from benchctl.envs.dmc import DMCEnv
+
+            state = DMCEnv(task.params["domain"], task.params["task"])
+            assert (info.dims.obs_shape, info.dims.action_dim) == ((9, 64, 64), state.action_dim)
+            continue
+        env = make_env(task, family=info.family)
         assert (info.dims.obs_dim, info.dims.action_dim) == (env.obs_dim, env.action_dim)
 
 
@@ -144,3 +151,20 @@ def test_shipped_agents_match_tasks_that_observe_as_they_were_trained():
     assert len(found) + len(missing) >= len(pixels.tasks)
     assert "acrobot-swingup" in {t.name for t in missing}
     assert all(describe_checkpoint(a.checkpoint).dims.obs_shape for a in found)
+
+
+def test_the_manifest_records_training_settings_that_differ_from_the_official_ones():
+    """A TD-MPC2/BMPC minibatch other than the official 256 (the shipped pixel agent: 64), BMPC's
+    reanalyze schedule and acting-planner overrides go into `training_options`; defaults do not."""
+    from benchctl.shipped import training_options
+
+    assert training_options({"family": "tdmpc2", "batch_size": 256, "planner_overrides": {}}) == {}
+    assert training_options({"family": "tdmpc2", "batch_size": 64}) == {"batch_size": 64}
+    assert training_options({"family": "bmpc", "reanalyze": [10, 5], "planner_overrides": {"horizon": "5"}}) == {
+        "planner.horizon": "5",
+        "reanalyze_interval": 10,
+        "reanalyze_sequences": 5,
+    }
+    manifest = tomllib.loads((CHECKPOINTS / "manifest.toml").read_text())
+    pixel = next(e for e in manifest["agent"] if e["path"] == "tdmpc2/dmc-pixels/cheetah-run-1.pt")
+    assert pixel["training_options"] == {"batch_size": 64}
