@@ -172,7 +172,8 @@ def test_a_pixel_agent_trains_resumes_from_uint8_frames_and_evaluates(tmp_path):
 def test_eval_runs_out_of_the_box_on_the_shipped_pixel_agent(tmp_path):
     """`benchctl eval --suite dmc-pixels` with no checkpoints runs the shipped cheetah-run pixel agent
     (and no state agent of the same task names), says which tasks lack one, records rgb observations
-    with the shift on, and its policy reproduces the first episodes of the run that measured it."""
+    with the shift on, and its policy reproduces the first episodes of the run that measured it; MPPI
+    and Dream-MPC run real rendered episodes on it."""
     import tomllib
 
     import numpy as np
@@ -195,3 +196,16 @@ def test_eval_runs_out_of_the_box_on_the_shipped_pixel_agent(tmp_path):
     assert all(e["length"] == 500 and e["render_ms_per_step"] > 0 for e in episodes)
     mean = float(np.mean([e["return"] for e in episodes]))
     assert abs(mean - PIXEL_FIRST_EPISODES) <= 0.01 * PIXEL_FIRST_EPISODES  # 1%: another CPU's round-off
+    # MPPI (a small budget: the real search, 2 x 64 x H3 evaluations per step) and Dream-MPC plan in the
+    # pixel agent's latent space on real rendered episodes
+    proc = run_cli(
+        "eval", "--suite", "dmc-pixels", "-p", "mppi", "-p", "dream_mpc", "--seeds", str(entry["seed"]),
+        "--episodes", "1", "--out", str(tmp_path), "--set", "mppi.iterations=2", "--set", "mppi.num_samples=64",
+        "--set", "mppi.num_pi_trajs=8", "--set", "mppi.num_elites=8",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    for planner, evals in (("mppi", 2 * 64 * 3), ("dream_mpc", 15)):
+        (cell,) = tmp_path.glob(f"tdmpc2/dmc-pixels/{entry['task']}/{planner}@*/seed-{entry['seed']}.jsonl")
+        header, episode = (json.loads(line) for line in cell.read_text().splitlines())
+        assert header["observations"] == "rgb" and episode["length"] == 500
+        assert episode["model_evals_per_step"] == evals and np.isfinite(episode["return"])
