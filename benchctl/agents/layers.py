@@ -31,9 +31,15 @@ class TwoHotDecoder(nn.Module):
         self.register_buffer("bins", torch.linspace(vmin, vmax, num_bins), persistent=False)
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
-        if logits.dtype != torch.float32:  # bfloat16 products (autocast): decode in float32, where `@` would not
+        if logits.dtype in (torch.bfloat16, torch.float16):  # autocast's products: decode in float32 (`@` would not)
             return symexp((torch.softmax(logits.float(), dim=-1) * self.bins).sum(-1, keepdim=True))
         return symexp(torch.softmax(logits, dim=-1) @ self.bins.unsqueeze(-1))
+
+
+def widened(x: torch.Tensor) -> torch.Tensor:
+    """x in float32 when it is a 16-bit float (a bfloat16 product under autocast), else x itself
+    (float32 and float64 models keep their precision)."""
+    return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
 
 
 _ONE = torch.ones(())
@@ -198,7 +204,7 @@ class NormedLinear(nn.Linear):
         bfloat16 at half the float32 speed)."""
         if self.dropout is not None:
             x = self.dropout(x)
-        return self.act(self.ln(x.float()))
+        return self.act(self.ln(widened(x)))
 
 
 def mlp(
@@ -274,7 +280,7 @@ class EnsembleLayerNorm(nn.Module):
 
     def forward(self, y: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
         weight, bias = (self.weight, self.bias) if heads is None else (self.weight[heads], self.bias[heads])
-        y = F.layer_norm(y.float(), y.shape[-1:])  # float32 after bfloat16 products, as NormedLinear.post
+        y = F.layer_norm(widened(y), y.shape[-1:])  # float32 after bfloat16 products, as NormedLinear.post
         if heads is not None and heads.dim() == 2:  # per row group (E, k) heads: weight (E, k, F)
             k, rows, features = y.shape
             grouped = y.reshape(k, heads.shape[0], -1, features)
