@@ -100,7 +100,8 @@ def find_shipped(
 
     root = directory or SHIPPED_DIR
     agents = load_manifest(root)
-    env_of = {a.path: load_suite(a.suite).task(a.task).env for a in agents}
+    suites = {name: load_suite(name) for name in {a.suite for a in agents}}  # each file read once
+    env_of = {a.path: suites[a.suite].task(a.task).env for a in agents}
     found, missing = [], []
     for task in tasks:
         names = {task.name, *task.aliases}
