@@ -17,6 +17,9 @@ def symlog(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.log1p(torch.abs(x))
 
 
+HALF = (torch.bfloat16, torch.float16)  # 16-bit floats: what autocast's products return
+
+
 class TwoHotDecoder(nn.Module):
     """Decode discrete-regression logits (..., bins) to scalars (..., 1).
 
@@ -31,7 +34,7 @@ class TwoHotDecoder(nn.Module):
         self.register_buffer("bins", torch.linspace(vmin, vmax, num_bins), persistent=False)
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
-        if logits.dtype in (torch.bfloat16, torch.float16):  # autocast's products: decode in float32 (`@` would not)
+        if logits.dtype in HALF:  # autocast's products: decode in float32 (`@` would not)
             return symexp((torch.softmax(logits.float(), dim=-1) * self.bins).sum(-1, keepdim=True))
         return symexp(torch.softmax(logits, dim=-1) @ self.bins.unsqueeze(-1))
 
@@ -39,7 +42,7 @@ class TwoHotDecoder(nn.Module):
 def widened(x: torch.Tensor) -> torch.Tensor:
     """x in float32 when it is a 16-bit float (a bfloat16 product under autocast), else x itself
     (float32 and float64 models keep their precision)."""
-    return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
+    return x.float() if x.dtype in HALF else x
 
 
 _ONE = torch.ones(())
