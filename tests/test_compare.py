@@ -237,24 +237,19 @@ def test_bad_reference_is_one_line(bad, tmp_path):
     assert done.returncode == 2 and done.stderr.strip().startswith(f"benchctl: error: --reference {bad}:")
 
 
-def test_references_render_as_labeled_rows_and_leave_the_aggregates_alone(tmp_path):
-    results = tmp_path / "results"
-    done = run_cli(
-        "eval",
-        "--suite",
-        "demo",
-        "--tasks",
-        "acrobot-swingup,cartpole-swingup_sparse",
-        "--planner",
-        "policy",
-        "--seeds",
-        "1",
-        "--episodes",
-        "2",
-        "--out",
-        str(results),
-    )
+@pytest.fixture(scope="module")
+def demo_policy(tmp_path_factory) -> Path:
+    """The policy of the shipped acrobot-swingup and cartpole-swingup_sparse agents, 2 episodes each."""
+    results = tmp_path_factory.mktemp("demo") / "results"
+    tasks = "acrobot-swingup,cartpole-swingup_sparse"
+    done = run_cli("eval", "--suite", "demo", "--tasks", tasks, "--planner", "policy", "--seeds", "1",
+                   "--episodes", "2", "--threads", "1", "--out", str(results))  # fmt: skip
     assert done.returncode == 0, done.stderr
+    return results
+
+
+def test_references_render_as_labeled_rows_and_leave_the_aggregates_alone(demo_policy, tmp_path):
+    results = demo_policy
     csv_dir = write_tdmpc2_csv(tmp_path / "tdmpc2")
     plain, with_refs, in_aggs = tmp_path / "plain", tmp_path / "refs", tmp_path / "aggs"
     common = [str(results), "--reps", "200", "--format", "md,csv"]
@@ -294,3 +289,57 @@ def test_references_skip_tasks_measured_under_another_protocol(sweep, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "left off cartpole-swingup, whose episodes (100 steps" in done.stderr
     assert "ref: tdmpc2" not in (tmp_path / "r" / "report.md").read_text().split("## Protocol")[0]
+
+
+# -- training curves --------------------------------------------------------------------------
+def logged(agent_file: str, planner: str, until: int) -> dict[int, float]:
+    """step -> the planner's evaluation return in a shipped agent's training log, read directly."""
+    log = REPO / "checkpoints" / "tdmpc2" / "dmc" / agent_file
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    return {r["step"]: r[planner] for r in records if r["type"] == "eval" and r["step"] <= until}
+
+
+def test_training_curves_of_the_shipped_agents_sit_beside_the_official_curve(demo_policy, tmp_path):
+    out = tmp_path / "report"
+    done = run_cli("report", str(demo_policy), "--reps", "200", "--format", "md,csv", "--reference", "tdmpc2-csv",
+                   "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(out / "training_curves.csv")
+    acrobot = logged("acrobot-swingup-1.log.jsonl", "dream_mpc", 185_000)  # shipped at 185k (manifest)
+    sparse = logged("cartpole-swingup_sparse-1.log.jsonl", "dream_mpc", 115_000)  # its log runs on to 125k
+    assert len(acrobot) >= 8 and max(sparse) == 100_000
+    rows = table[table["task_id"] == "acrobot-swingup"].set_index("step")
+    assert list(rows.index) == sorted(acrobot) and np.allclose(rows["dream_mpc"], [acrobot[k] for k in rows.index])
+    assert list(table.loc[table["task_id"] == "cartpole-swingup_sparse", "step"]) == sorted(sparse)
+    # The official size-5 curve where it publishes a point (every 100k): 3 seeds, mean 179.1 at 100k.
+    at_100k = rows.loc[100_000]
+    assert at_100k["official_seeds"] == 3 and at_100k["official_mean"] == pytest.approx(179.1, abs=0.05)
+    assert at_100k["official_min"] < at_100k["official_mean"] < at_100k["official_max"]
+    assert rows.loc[25_000, "official_seeds"] == 0 and np.isnan(rows.loc[25_000, "official_mean"])
+    text = (out / "report.md").read_text()
+    start = "| tdmpc2 acrobot-swingup-1.pt | acrobot-swingup | 100,000 |"
+    line = next(x for x in text.splitlines() if x.startswith(start))
+    assert line.endswith(f"| {at_100k['official_mean']:.1f} [{at_100k['official_min']:.1f}, "
+                         f"{at_100k['official_max']:.1f}] (3) |")  # fmt: skip
+    assert "published curve (ref: tdmpc2 csv)" in text and (out / "figures" / "training_curves.png").is_file()
+
+    # Results carried from another machine: the checkpoint path is gone, the sha256 finds the shipped log;
+    # a checkpoint nobody logged is named in a warning.
+    moved = tmp_path / "moved"
+    for path in demo_policy.rglob("seed-*.jsonl"):
+        lines = path.read_text().splitlines()
+        header = json.loads(lines[0])
+        header["checkpoint"] = "/elsewhere/" + Path(header["checkpoint"]).name
+        if header["task"] == "cartpole-swingup_sparse":
+            header["checkpoint_sha256"] = "0" * 64
+        target = moved / path.relative_to(demo_policy)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    done = run_cli("report", str(moved), "--reps", "200", "--format", "csv", "--out", str(tmp_path / "r2"))
+    assert done.returncode == 0, done.stderr
+    carried = pd.read_csv(tmp_path / "r2" / "training_curves.csv")
+    assert set(carried["task_id"]) == {"acrobot-swingup"} and len(carried) == len(acrobot)
+    assert "official_mean" not in carried.columns  # no --reference: the agents' curves alone
+    assert "no training log (.log.jsonl written by benchctl train) for tdmpc2 cartpole-swingup_sparse-1.pt" in (
+        " ".join(done.stderr.split())
+    )

@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from rliable import plot_utils  # noqa: E402
@@ -22,6 +23,21 @@ def _save(fig, out: Path, name: str) -> Path:
     fig.savefig(out / f"{name}.pdf", bbox_inches="tight")
     plt.close(fig)
     return png
+
+
+def _panel_grid(count: int):
+    """A figure of `count` panels, at most 3 per row: (fig, axes (rows, cols))."""
+    ncols = min(3, count)
+    nrows = -(-count // ncols)
+    return plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
+
+
+def _save_grid(fig, axes, used: int, out: Path, name: str) -> Path:
+    """Blank the panels past the `used` ones and write the figure."""
+    for ax in axes.flat[used:]:
+        ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, out, name)
 
 
 def aggregate_intervals(points: dict, cis: dict, out: Path) -> Path:
@@ -202,9 +218,7 @@ def sweep_curves(table: pd.DataFrame, out: Path) -> Path:
     panels = []
     for (run, planner), _ in table.groupby(["run", "planner"]):
         panels += [(run, planner, axis) for axis in sweep_axes(table, run, planner)]
-    ncols = min(3, len(panels))
-    nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
+    fig, axes = _panel_grid(len(panels))
     several_runs = table["run"].nunique() > 1
     for ax, (run, planner, axis) in zip(axes.flat, panels, strict=False):
         rows = table[(table["run"] == run) & (table["planner"] == planner)]
@@ -225,10 +239,44 @@ def sweep_curves(table: pd.DataFrame, out: Path) -> Path:
         ax.set_title(f"{run}: {planner}" if several_runs else planner, fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in axes.flat[len(panels) :]:
-        ax.axis("off")
-    fig.tight_layout()
-    return _save(fig, out, "sweeps")
+    return _save_grid(fig, axes, len(panels), out, "sweeps")
+
+
+def training_curves(evaluations: pd.DataFrame, official: pd.DataFrame, out: Path) -> Path:
+    """One panel per task: each agent's logged evaluations during training (a line per planner) and
+    the published curve of the task (mean over seeds, min-max band), over the agent's steps."""
+    tasks = list(dict.fromkeys(evaluations["task_id"]))
+    fig, axes = _panel_grid(len(tasks))
+    styles = ["-", "--", ":", "-."]
+    for ax, task in zip(axes.flat, tasks, strict=False):
+        rows = evaluations[evaluations["task_id"] == task]
+        last = int(rows["step"].max())
+        for k, (agent, runs) in enumerate(rows.groupby("agent", sort=False)):
+            color = f"C{k}"
+            for i, (planner, run) in enumerate(runs.groupby("planner", sort=False)):
+                run = run.sort_values("step")
+                label = f"{agent}: {planner}"
+                ax.plot(run["step"], run["value"], styles[i % 4], color=color, marker="o", ms=3, label=label)
+        curve = official[official["task_id"] == task] if len(official) else official
+        if len(curve):
+            # The published points inside the agent's range and the first one past it (the line reaches the edge).
+            beyond = curve.loc[curve["step"] > last, "step"]
+            edge = int(beyond.min()) if len(beyond) else last
+            shown = curve[curve["step"] <= edge].groupby("step")["value"]
+            steps = np.array(sorted(shown.groups))
+            name = curve["reference"].iloc[0].split(" @ ")[0].split(" (final")[0]
+            ax.plot(steps, shown.mean().loc[steps], color="black", lw=1.2, marker="s", ms=3, label=f"{name}: mean")
+            ax.fill_between(steps, shown.min().loc[steps], shown.max().loc[steps], color="black", alpha=0.12,
+                            label="seeds min-max")  # fmt: skip
+            ax.set_xlim(0, last * 1.05 if last else None)
+        metric = rows["metric"].iloc[0]
+        ax.set_ylabel("success rate" if metric == "success" else "return")
+        ax.set_xlabel("environment steps")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x else "0"))
+        ax.set_title(task, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    return _save_grid(fig, axes, len(tasks), out, "training_curves")
 
 
 def gradient_curves(summary: list[dict], out: Path) -> Path:

@@ -36,6 +36,9 @@ class Reference:
     scores: pd.DataFrame
     per_seed: bool
     notes: list[str] = field(default_factory=list)
+    # Whole learning curves where the source has them (TD-MPC2 CSVs): one row per (task, seed, step)
+    # with `task`, `protocol`, `seed`, `step`, `value` and `metric` ("reward" or "success").
+    curves: pd.DataFrame | None = None
 
 
 def task_names() -> dict[str, str]:
@@ -108,7 +111,7 @@ def tdmpc2_csv(directory: Path, step: int | None) -> Reference:
     files = sorted(directory.glob("*.csv"))
     if not files:
         raise BenchctlError(f"--reference tdmpc2-csv={directory}: no <task>.csv files in it")
-    rows, notes = [], []
+    rows, notes, curves = [], [], []
     for path in files:
         frame = pd.read_csv(path)
         value_col = next((c for c in ("reward", "success") if c in frame.columns), None)
@@ -116,6 +119,19 @@ def tdmpc2_csv(directory: Path, step: int | None) -> Reference:
             raise BenchctlError(
                 f"{path}: expected the columns step,reward,seed (or step,success,seed); got {list(frame.columns)}"
             )
+        protocol = PROTOCOLS["metaworld" if path.stem.startswith("mw-") else "dmc"]
+        curves.append(
+            pd.DataFrame(
+                {
+                    "task": benchctl_task(path.stem),
+                    "protocol": [protocol] * len(frame),
+                    "seed": frame["seed"].astype(int),
+                    "step": frame["step"].astype(int),
+                    "value": frame[value_col].astype(float),
+                    "metric": value_col,
+                }
+            )
+        )
         target = step if step is not None else int(frame.groupby("seed")["step"].max().min())
         for seed, runs in frame.groupby("seed"):
             nearest = runs.iloc[int(np.argmin(np.abs(runs["step"].to_numpy() - target)))]
@@ -124,7 +140,7 @@ def tdmpc2_csv(directory: Path, step: int | None) -> Reference:
             rows.append(
                 {
                     "task": benchctl_task(path.stem),
-                    "protocol": PROTOCOLS["metaworld" if path.stem.startswith("mw-") else "dmc"],
+                    "protocol": protocol,
                     "seed": int(seed),
                     "value": float(nearest[value_col]),
                     "std": np.nan,
@@ -140,7 +156,12 @@ def tdmpc2_csv(directory: Path, step: int | None) -> Reference:
         else f"CSV learning curves in {directory}"
     )
     return Reference(
-        f"ref: {name} csv {at}", f"{source}; per-seed value at the step nearest {at.strip('@() ')}", scores, True, notes
+        f"ref: {name} csv {at}",
+        f"{source}; per-seed value at the step nearest {at.strip('@() ')}",
+        scores,
+        True,
+        notes,
+        pd.concat(curves, ignore_index=True),
     )
 
 

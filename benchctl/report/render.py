@@ -17,7 +17,7 @@ import benchctl
 from benchctl.errors import BenchctlError
 from benchctl.match import parse_budget
 from benchctl.report import aggregate as agg
-from benchctl.report import compute, plots, reference, tables
+from benchctl.report import compute, curves, plots, reference, tables
 from benchctl.report.checks import ci_warnings, contention_warnings, failure_warnings, protocol_warnings
 from benchctl.report.exploitation import exploitation_table
 from benchctl.report.load import Results, load_results
@@ -170,6 +170,12 @@ def build_report(
         figures["Model exploitation: actual minus predicted H-step return"] = plots.exploitation(
             exploitation, figures_dir
         )
+    trained = curves.training_curves(results.cells, refs)
+    warnings += trained.warnings
+    if len(trained.evaluations):
+        figures["Training curves: evaluations logged during training beside the published curve"] = (
+            plots.training_curves(trained.evaluations, trained.official, figures_dir)
+        )
     if improvement:
         figures["Probability of improvement"] = plots.improvement(
             {k: v[0] for k, v in improvement.items()}, {k: v[1] for k, v in improvement.items()}, figures_dir
@@ -220,6 +226,9 @@ def build_report(
         if len(exploitation):
             exploitation.to_csv(out / "exploitation.csv", index=False)
             files.append(out / "exploitation.csv")
+        if len(trained.table):
+            trained.table.to_csv(out / "training_curves.csv", index=False)
+            files.append(out / "training_curves.csv")
     if "tex" in formats:
         for name, body in (
             ("per_task", tables.render_per_task(per_task, "tex", references=set(ref_rows["method"]))),
@@ -236,6 +245,7 @@ def build_report(
         "latency": latency,
         "sweeps": sweeps,
         "matched": matched,
+        "training": trained.table,
         "points": points,
         "cis": cis,
         "improvement": improvement,
@@ -498,7 +508,48 @@ def _compute_sections(s: dict, fmt: str) -> list[tuple[str, str]]:
         sections.append(
             ("Compute-matched comparison (best measured config within the budget)", tables._render(header, rows, fmt))
         )
+    if len(s["training"]):
+        note = html.escape(TRAINING_NOTE) if fmt == "html" else TRAINING_NOTE
+        body = f"<p>{note}</p>" if fmt == "html" else note + "\n\n"
+        sections.append(("Training curves", body + _training_table(s["training"], fmt)))
     return sections
+
+
+TRAINING_NOTE = (
+    "Each agent's periodic evaluations logged during training (benchctl train: the policy and the acting planner, "
+    "a few episodes each) beside the published curve of its task at the same steps: mean [min, max] over the "
+    "seeds that published a point at that step, number of seeds; — where none did (the TD-MPC2 curves have a "
+    "point every 100k steps; the figure draws them whole)."
+)
+
+
+def _training_table(table: pd.DataFrame, fmt: str) -> str:
+    """Agent, task, step, each planner's logged value, the published curve there; success in %."""
+    fixed = {"agent", "task_id", "metric", "step", "reference"}
+    planners = [c for c in table.columns if c not in fixed and not c.startswith("official_")]
+    planners.sort(key=lambda c: (c != "policy", c))
+    has_official = "official_mean" in table.columns
+    label = next((r for r in table.get("reference", pd.Series(dtype=str)).dropna()), "")
+    ref_name = "published curve" + (f" ({label.split(' @ ')[0].split(' (final')[0]})" if label else "")
+
+    def value(x: float, metric: str) -> str:
+        if pd.isna(x):
+            return "—"
+        return f"{100 * x:.0f}%" if metric == "success" else f"{x:.1f}"
+
+    rows = []
+    for _, r in table.iterrows():
+        cells = [r["task_id"], f"{int(r['step']):,}"] + [value(r[p], r["metric"]) for p in planners]
+        if has_official:
+            cells.append(
+                "—"
+                if pd.isna(r.get("official_mean"))
+                else f"{value(r['official_mean'], r['metric'])} [{value(r['official_min'], r['metric'])}, "
+                f"{value(r['official_max'], r['metric'])}] ({int(r['official_seeds'])})"
+            )
+        rows.append((r["agent"], [html.escape(c) if fmt == "html" else c for c in cells]))
+    header = ["agent", "task", "step", *planners] + ([ref_name] if has_official else [])
+    return tables._render(header, rows, fmt)
 
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
