@@ -191,9 +191,10 @@ def run_episodes(
     is called once on all E observations. Returns one record per episode, in order.
 
     Each episode draws from its own generator seeded with its seed (`benchctl.draws`), so it plans as
-    it would alone; episodes that end early (success, a fall, a failure) stay in the batch, unstepped,
-    until the last one ends. Latency covers encode + plan (observation upload and action download
-    included), the time a controller waits for its action: in lockstep, the time of the call for all E
+    it would alone; an episode that ends early (success, a fall, a failure) leaves the batch: the
+    planner and a filtering model drop its state and later calls plan for the running episodes only.
+    Latency covers encode + plan (observation upload and action download included), the time a
+    controller waits for its action: in lockstep, the time of the call for the episodes still running
     (records then carry `lockstep: E`). World-model evaluations are counted by the model, per episode.
     `dtype`: the precision planning runs in (`precision`); the exploitation prediction stays float32.
 
@@ -218,35 +219,35 @@ def run_episodes(
     for episode in episodes:
         episode.counts = dict.fromkeys(planner.counted_info, 0)
         episode.work = {key: [] for key in work}
+    active = list(range(count))  # the episodes still running, in order: the rows of each call
     start = time.perf_counter()
     for step in range(envs[0].episode_length):
         evals_before, work_before = model.model_evals, dict(work)
         t0 = timer.now()
-        plans, z = plan_steps(planner, np.stack([e.obs for e in episodes]), generator, device, dtype)
+        plans, z = plan_steps(planner, np.stack([episodes[e].obs for e in active]), generator, device, dtype)
         actions = plans.actions.detach().float().cpu().numpy()  # bfloat16 planning may hand back bfloat16
         latency = (timer.now() - t0) * 1e3
         if filtering is not None:  # the next filtering step conditions on what was executed
             filtering.executed(plans.actions)
-        evals = (model.model_evals - evals_before) / count
-        stepped = []
-        for e, (episode, env) in enumerate(zip(episodes, envs, strict=True)):
-            if not episode.running:
-                continue
+        evals = (model.model_evals - evals_before) / len(active)
+        stepped = []  # rows of this call whose episode took a step
+        for row, e in enumerate(active):
+            episode, env = episodes[e], envs[e]
             episode.latencies.append(latency)
             episode.evals.append(evals)
             for key, done in episode.work.items():
-                done.append((work[key] - work_before[key]) / count)
-            if not np.isfinite(actions[e]).all():
+                done.append((work[key] - work_before[key]) / len(active))
+            if not np.isfinite(actions[row]).all():
                 episode.failed = f"non-finite action at step {step} (the planner or the model produced NaN/inf)"
             else:
                 try:
-                    result = env.step(actions[e])
+                    result = env.step(actions[row])
                 except SimulatorError as exc:
                     episode.failed = str(exc)
                 else:
-                    stepped.append(e)
+                    stepped.append(row)
                     for key in episode.counts:
-                        episode.counts[key] += int(plans.info[key][e]) if key in plans.info else 0
+                        episode.counts[key] += int(plans.info[key][row]) if key in plans.info else 0
                     episode.rewards.append(result.reward)
                     episode.obs = result.obs
                     if result.success is not None:
@@ -261,11 +262,20 @@ def run_episodes(
         if stepped:
             with precision(device, dtype):  # the model's own prediction, at the precision it planned with
                 returns, reward_sums = _predictions(planner, z, plans)
-            for e in stepped:
-                episodes[e].predicted.append(_finite_or_none(returns[e]))
-                episodes[e].predicted_rewards.append(_finite_or_none(reward_sums[e]))
-        if not any(episode.running for episode in episodes):
+            for row in stepped:
+                episodes[active[row]].predicted.append(_finite_or_none(returns[row]))
+                episodes[active[row]].predicted_rewards.append(_finite_or_none(reward_sums[row]))
+        running = [row for row, e in enumerate(active) if episodes[e].running]
+        if not running:
             break
+        if len(running) < len(active):  # planning work for ended episodes would be wasted
+            active = [active[row] for row in running]
+            kept = [generators[e] for e in active]
+            generator = kept[0] if len(kept) == 1 else EpisodeGenerators(kept)
+            keep = torch.tensor(running, device=device)
+            planner.keep_episodes(keep)
+            if filtering is not None:
+                filtering.keep_episodes(keep, generator)
     end = time.perf_counter()
     return [
         _record(episode, env, before, start, end, count)

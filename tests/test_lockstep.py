@@ -3,6 +3,7 @@ its own generator, so an episode plans as it would alone."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +12,13 @@ import torch
 
 from benchctl.agents import load_checkpoint, planning_discount
 from benchctl.draws import EpisodeGenerators
+from benchctl.envs.humanoid import install_hint
 from benchctl.evaluate import run_episode, run_episodes
 from benchctl.planners import registry
 from benchctl.planners.base import make_planner, resolve_config
 from benchctl.store import read_cell
 from benchctl.suites import load_suite, make_env
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, need, run_cli
 from tests.test_engines import eval_args, records
 
 SHIPPED = REPO / "checkpoints" / "tdmpc2" / "demo"
@@ -56,7 +58,8 @@ def in_float64():
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_a_lockstep_call_plans_each_episode_as_alone(in_float64, name):
     """Three episodes' latents in one call, each with its own generator, give each episode the plan it
-    gets alone (two steps: the warm starts too): the same random numbers in the same order."""
+    gets alone (two steps: the warm starts too): the same random numbers in the same order. Then the
+    middle episode ends: the planner keeps the other two's warm starts and plans their third step as alone."""
     agent = load_checkpoint(SHIPPED / "cartpole-swingup-1.pt").double()
     agent.discount = 0.99
     config = resolve_config(name, SMALL[name])
@@ -65,10 +68,14 @@ def test_a_lockstep_call_plans_each_episode_as_alone(in_float64, name):
     alone = []
     for e in range(3):
         planner, generator = make_planner(name, agent, config), torch.Generator().manual_seed(100 + e)
-        alone.append([planner.plan(z[e : e + 1].clone(), generator) for _ in range(2)])
+        alone.append([planner.plan(z[e : e + 1].clone(), generator) for _ in range(3)])
     planner = make_planner(name, agent, config)
     generators = EpisodeGenerators([torch.Generator().manual_seed(100 + e) for e in range(3)])
     together = [planner.plan_episodes(z.clone(), generators) for _ in range(2)]
+    planner.keep_episodes(torch.tensor([0, 2]))
+    remaining = planner.plan_episodes(z[[0, 2]].clone(), EpisodeGenerators([generators[0], generators[2]]))
+    for row, e in enumerate((0, 2)):
+        torch.testing.assert_close(remaining.actions[row], alone[e][2].action, atol=1e-9, rtol=0)
     for step in range(2):
         assert together[step].actions.shape == (3, agent.action_dim)
         for e in range(3):
@@ -96,6 +103,48 @@ def test_lockstep_episodes_equal_sequential_ones_and_replay(agent):
         assert record["lockstep"] == 3 and record["length"] == task.episode_length
         assert record["model_evals_per_step"] == 15  # per episode: 5 candidates x 1 iteration x horizon 3
     assert all("lockstep" not in r for r in alone)
+
+
+def test_ended_episodes_leave_the_batch(tmp_path):
+    """HumanoidBench episodes end when the robot falls, each at its own step: from then on the planner
+    plans for the running episodes only, so the world-model evaluations of the whole lockstep run are
+    the per-episode budget times the steps actually taken (not times the longest episode for all)."""
+    need(importlib.util.find_spec("humanoid_bench") is not None, f"HumanoidBench: {install_hint()}")
+    task = load_suite("humanoid").tasks["h1hand-balance_simple-v0"]
+    agent = load_checkpoint(REPO / "checkpoints" / "tdmpc2" / "humanoid" / "h1hand-balance_simple-v0-1.pt")
+    agent.discount = planning_discount(agent.family, task.discount)
+    planner = make_planner("dream_mpc", agent, resolve_config("dream_mpc", {}))
+    seeds = [1, 2, 3, 4]
+    before = agent.model_evals
+    records = run_episodes([make_env(task, seed=1) for _ in seeds], planner, seeds, torch.device("cpu"))
+    lengths = [r["length"] for r in records]
+    assert all(r["terminated"] for r in records) and len(set(lengths)) > 1  # ended at different steps
+    assert agent.model_evals - before == 15 * sum(lengths)  # 5 candidates x 1 iteration x horizon 3
+    assert all(r["model_evals_per_step"] == 15 and r["lockstep"] == 4 for r in records)
+
+
+def test_a_filtering_model_keeps_the_histories_of_the_running_episodes():
+    """Dreamer's filter in lockstep: after the middle episode ends, the other two filter their next
+    observation exactly as they do alone (their beliefs, states and generators kept)."""
+    agent = load_checkpoint(REPO / "checkpoints" / "dreamer" / "demo" / "cartpole-swingup-1.pt")
+    obs = torch.randn(3, 3, *agent.net.dims.obs_shape, generator=torch.Generator().manual_seed(0))  # (step, E, obs)
+    actions = torch.rand(3, 3, agent.action_dim, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    alone = []
+    with torch.no_grad():
+        for e in range(3):
+            agent.begin_episode(torch.Generator().manual_seed(100 + e))
+            for step in range(3):
+                z = agent.observe(obs[step, e : e + 1])
+                agent.executed(actions[step, e : e + 1])
+            alone.append(z[0])
+        generators = EpisodeGenerators([torch.Generator().manual_seed(100 + e) for e in range(3)])
+        agent.begin_episode(generators)
+        for step in range(2):
+            agent.observe(obs[step])
+            agent.executed(actions[step])
+        agent.keep_episodes(torch.tensor([0, 2]), EpisodeGenerators([generators[0], generators[2]]))
+        together = agent.observe(obs[2, [0, 2]])
+    torch.testing.assert_close(together, torch.stack([alone[0], alone[2]]), atol=1e-5, rtol=1e-5)
 
 
 def cell_returns(out: Path) -> dict[str, np.ndarray]:

@@ -91,6 +91,11 @@ class RecurrentWorldModel(WorldModel, Protocol):
         """The actions (E, A) sent to the environments after the last observe()."""
         ...
 
+    def keep_episodes(self, keep: torch.Tensor, generator: Draws) -> None:
+        """Some lockstep episodes ended: keep the histories of episodes `keep` (indices, ascending);
+        `generator` serves those alone from now on."""
+        ...
+
 
 def as_recurrent(model: object) -> RecurrentWorldModel | None:
     """The model as a RecurrentWorldModel when it filters (declares `recurrent = True`), else None."""

@@ -90,6 +90,12 @@ class DreamerWorldModel(nn.Module):
             torch.zeros(count, self.action_dim, device=device),
         )
 
+    def keep_episodes(self, keep: torch.Tensor, generator: Draws) -> None:
+        """Histories of the episodes `keep` only (lockstep episodes ended); `generator` serves them."""
+        self._noise = generator
+        if self._filter is not None:
+            self._filter = tuple(part[keep] for part in self._filter)  # type: ignore[assignment]
+
     def preprocess(self, obs: torch.Tensor) -> torch.Tensor:
         """uint8 images (B, 3, 64, 64) -> floats in [-0.5, 0.5]: quantized to `bit_depth` bits, then
         uniform dequantization noise (dreamer-pytorch `preprocess_observation_`, applied to every

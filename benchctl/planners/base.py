@@ -106,6 +106,10 @@ class Planner(ABC):
     def reset(self) -> None:  # noqa: B027 - planners without cross-step state keep this no-op
         """Episode start: forget warm starts."""
 
+    def keep_episodes(self, keep: torch.Tensor) -> None:  # noqa: B027 - as reset
+        """Some lockstep episodes ended: the next call plans only for episodes `keep` (indices into
+        the last call's E, ascending), so the others' warm starts are dropped."""
+
     @abstractmethod
     def plan_episodes(self, z: torch.Tensor, generator: Draws) -> Plans:
         """z: (E, Z), the current latent of each episode; `generator`: a torch.Generator (E = 1) or

@@ -90,6 +90,10 @@ class CEMGDPlanner(Planner):
     def reset(self) -> None:
         self._previous = None
 
+    def keep_episodes(self, keep: torch.Tensor) -> None:
+        if self._previous is not None:  # (H, E, A)
+            self._previous = self._previous[:, keep]
+
     @classmethod
     def model_evals_per_step(cls, config: CEMGDConfig, action_dim: int) -> int:
         """Steady state (t > 0), at most: the CEM samples, then per refined sequence and update one

@@ -100,6 +100,12 @@ class DreamMPCPlanner(Planner):
         self._previous = None
         self.last_penalty = None
 
+    def keep_episodes(self, keep: torch.Tensor) -> None:
+        if self._previous is not None:  # (H, E * N, A), each episode's N candidates in a block
+            H, _, A = self._previous.shape
+            blocks = self._previous.view(H, -1, self.config.candidates, A)
+            self._previous = blocks[:, keep].reshape(H, -1, A)
+
     @classmethod
     def model_evals_per_step(cls, config: DreamMPCConfig, action_dim: int) -> int:
         return config.candidates * config.iterations * config.horizon

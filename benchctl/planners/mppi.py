@@ -141,6 +141,10 @@ class MPPIPlanner(Planner):
     def reset(self) -> None:
         self._prev_mean = None
 
+    def keep_episodes(self, keep: torch.Tensor) -> None:
+        if self._prev_mean is not None:
+            self._prev_mean = self._prev_mean[:, keep]
+
     @classmethod
     def model_evals_per_step(cls, config: MPPIConfig, action_dim: int) -> int:
         return config.num_samples * effective_iterations(config, action_dim) * config.horizon
