@@ -195,7 +195,8 @@ def resolve_agents(
             notices.append(
                 f"no shipped agent for {len(missing)} of {len(chosen)} tasks of suite {suite.name!r}; to add one:"
             )
-            notices += [f"  {t.name}: {add_command(t)}" for t in missing]
+            for t in missing:
+                notices += [f"  {t.name}: {add_command(t)}"] + ([f"    {t.note}"] if t.note else [])
         if not agents:
             raise BenchctlError(
                 f"no shipped agent for any task of suite {suite.name!r}; train one (see above) or pass "

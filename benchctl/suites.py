@@ -28,6 +28,7 @@ class Task:
     action_repeat: int
     normalization: dict  # {"kind": "scale", "divisor": 1000} | {"kind": "success"} | {"kind": "random_target", ...}
     aliases: tuple[str, ...] = field(default_factory=tuple)  # other names in official checkpoint files
+    note: str = ""  # what a user should know before training an agent for it (listed with the train command)
 
     @property
     def discount(self) -> float:
@@ -53,7 +54,7 @@ class Suite:
         raise unknown(f"task in suite {self.name!r}", name, self.tasks)
 
 
-_TASK_KEYS = {"env", "episode_length", "action_repeat", "normalization", "aliases"}
+_TASK_KEYS = {"env", "episode_length", "action_repeat", "normalization", "aliases", "note"}
 
 
 def suite_names() -> list[str]:
@@ -82,6 +83,7 @@ def load_suite(name: str) -> Suite:
                 action_repeat=int(merged.get("action_repeat", 1)),
                 normalization=dict(merged.get("normalization", {"kind": "none"})),
                 aliases=tuple(merged.get("aliases", ())),
+                note=str(spec.get("note", "")),
             )
         except KeyError as exc:
             raise BenchctlError(f"{path}: task {task_name!r} lacks {exc.args[0]!r}") from None

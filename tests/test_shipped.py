@@ -64,6 +64,11 @@ def test_eval_lists_the_tasks_it_lacks_with_the_command_that_adds_them(tmp_path)
     assert proc.returncode == 2
     assert "benchctl train --task dog-run --suite dmc" in proc.stderr
     assert "benchctl train --task humanoid-walk --suite dmc" in proc.stderr
+    # The tasks a CPU cannot train say so, with the official curve's figures (suites/dmc.toml).
+    lines = proc.stderr.splitlines()
+    for task, figure in (("dog-run", "170 after 1M steps"), ("humanoid-walk", "628 after 1M")):
+        after = lines[next(i for i, line in enumerate(lines) if line.strip().startswith(f"{task}:")) + 1]
+        assert "needs GPU-scale training" in after and figure in after
     assert "Traceback" not in proc.stderr
     assert "error: no shipped agent for any task of suite 'dmc'" in proc.stderr.strip().splitlines()[-1]
 
