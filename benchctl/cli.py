@@ -591,9 +591,12 @@ def _parse_dims(text: str, count: int, how: str) -> tuple[int, ...]:
 
 def _run_training(trainer, out_file: Path) -> None:
     """Run a trainer (any family) under the live view; say where the checkpoint and log are."""
+    from benchctl.train.files import training_lock
+
     view = TrainProgress()
     try:
-        returns = trainer.run(view)
+        with training_lock(out_file):
+            returns = trainer.run(view)
     finally:
         view.stop()
     out.print(
@@ -646,10 +649,12 @@ def _train_dreamer(
 def queue_command(
     file: Annotated[Path | None, typer.Option(help="queue file [default: checkpoints/queue.toml]")] = None,
 ):
-    """Run the training queue: its jobs one at a time, at low priority (nice 19, 1 thread); rerun to continue."""
+    """Run the training queue: its jobs one at a time, at low priority (nice 19, 1 thread); rerun to continue.
+    Several runners share one queue: each skips the jobs another is training."""
     import os
     import subprocess
 
+    from benchctl.train.files import is_training
     from benchctl.train.queue import QUEUE_FILE, load_queue
 
     jobs = load_queue(file or QUEUE_FILE)
@@ -658,6 +663,9 @@ def queue_command(
         done = job.steps_done()
         if done >= job.steps:
             out.print(f"{job.label}: done ({done:,} of {job.steps:,} steps)")
+            continue
+        if is_training(job.out):
+            out.print(f"{job.label}: being trained by another runner (at {done:,} of {job.steps:,} steps); next job")
             continue
         out.print(f"{job.label}: training from step {done:,} to {job.steps:,} (nice 19, 1 thread)")
         code = subprocess.call(

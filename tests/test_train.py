@@ -248,3 +248,45 @@ def test_queue_runs_its_jobs_at_low_priority_and_skips_finished_ones(tmp_path):
     queue.write_text('[[job]]\nargs = "--task cartpole-swingup --steps 300"\n')
     bad = run_cli("queue", "--file", str(queue))
     assert bad.returncode == 2 and "must name --task and --suite" in bad.stderr
+
+
+def test_two_queue_runners_share_a_queue_and_a_locked_checkpoint_refuses_a_second_training(tmp_path):
+    """Two cores, two runners on one queue file: the second skips the job the first is training and
+    takes the next. A `benchctl train` on a checkpoint being trained is refused in one line, and the
+    lock goes with the process that held it (SIGKILL included)."""
+    from benchctl.train.files import is_training
+
+    small = "--task cartpole-swingup --suite smoke --dims 32,32,16 --seed-steps 100 --save-every 100 "
+    small += "--eval-every 100000 --eval-episodes 1 --planner policy"
+    first, second = tmp_path / "q" / "first.pt", tmp_path / "q" / "second.pt"
+    queue = tmp_path / "queue.toml"
+    jobs = [f"{small} --steps 100000 --out {first}", f"{small} --steps 200 --out {second}"]
+    queue.write_text("".join(f'[[job]]\nargs = "{args}"\n' for args in jobs))
+    env = dict(os.environ, COLUMNS="200")
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "benchctl", "queue", "--file", str(queue)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while not is_training(first):
+            assert runner.poll() is None and time.time() < deadline, "the first runner never started its job"
+            time.sleep(0.2)
+        refused = run_cli("train", *small.split(), "--steps", "100000", "--out", str(first))
+        assert refused.returncode == 2, refused.stderr
+        assert f"{first} is being trained by pid " in refused.stderr and "pass another --out" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        other = run_cli("queue", "--file", str(queue))
+        assert other.returncode == 0, other.stderr
+        assert "first.pt: being trained by another runner" in other.stdout
+        assert "second.pt: training from step 0 to 200" in other.stdout
+        assert torch.load(second.with_name("second.pt.resume.pt"), weights_only=True)["step"] == 200
+    finally:
+        os.killpg(runner.pid, signal.SIGKILL)  # the runner and the training it started
+        runner.wait()
+    deadline = time.time() + 30
+    while is_training(first) and time.time() < deadline:  # the killed training's lock goes with it
+        time.sleep(0.2)
+    assert not is_training(first)
+    starts = [json.loads(line) for line in first.with_name("first.log.jsonl").read_text().splitlines()]
+    assert sum(r["type"] == "start" for r in starts) == 1  # only the first runner ever trained it

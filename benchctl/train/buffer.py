@@ -26,6 +26,37 @@ class Batch:
     where: np.ndarray
 
 
+class EpisodeTrace:
+    """One episode as it is acted: observations (T + 1), actions (T), rewards (T); `extras` holds
+    per-step arrays a family also stores (BMPC's planner distributions)."""
+
+    def __init__(self, first_obs: np.ndarray):
+        self.observations: list[np.ndarray] = [first_obs]
+        self.actions: list[np.ndarray] = []
+        self.rewards: list[float] = []
+        self.extras: dict[str, list[np.ndarray]] = {}
+
+    def add(self, action: np.ndarray, result, **extras: np.ndarray) -> None:
+        """The action taken and the environment's StepResult after it."""
+        self.observations.append(result.obs)
+        self.actions.append(action)
+        self.rewards.append(result.reward)
+        for key, value in extras.items():
+            self.extras.setdefault(key, []).append(value)
+
+    @property
+    def total(self) -> float:
+        return float(np.sum(self.rewards))
+
+    def store(self, buffer: ReplayBuffer) -> None:
+        buffer.add(
+            np.stack(self.observations),
+            np.stack(self.actions),
+            np.array(self.rewards),
+            **{k: np.stack(v) for k, v in self.extras.items()},
+        )
+
+
 class ReplayBuffer:
     def __init__(self, capacity: int = 1_000_000):
         self.capacity = capacity  # in stored entries (L + 1 per episode, as the official buffer counts)

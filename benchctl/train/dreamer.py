@@ -33,7 +33,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchctl import machine
 from benchctl.agents import planner_defaults
 from benchctl.agents.dreamer import OPTIMIZERS, PARTS, DreamerDims, DreamerModel, save_dreamer
 from benchctl.agents.dreamer_world import DreamerWorldModel
@@ -42,8 +41,9 @@ from benchctl.evaluate import episode_seed, observe, run_episode
 from benchctl.planners.base import Planner, make_planner, resolve_config
 from benchctl.planners.rollout import lambda_returns
 from benchctl.suites import Task, make_env
-from benchctl.train.buffer import ReplayBuffer
+from benchctl.train.buffer import EpisodeTrace, ReplayBuffer
 from benchctl.train.files import RunLog, atomic_save, check_identity
+from benchctl.train.loop import TrainingLoop
 
 
 @dataclass
@@ -220,7 +220,7 @@ class DreamerTrainRequest:
         }
 
 
-class DreamerTrainer:
+class DreamerTrainer(TrainingLoop):
     """The collect / update loop; files as `benchctl train` writes them for every family: the
     checkpoint, `.resume.pt` (weights, optimizers, counters, generator: small enough to commit),
     `.buffer.pt` (the replay, stays on the machine) and `.log.jsonl`."""
@@ -350,24 +350,22 @@ class DreamerTrainer:
         obs = self.env.reset(episode_seed(req.seed, self.episode))
         self.acting.reset()
         self.model.begin_episode(self.generator)
-        observations, actions, rewards = [obs], [], []
+        trace = EpisodeTrace(obs)
         while True:
             action = self._act(obs, random)
             result = self.env.step(action)
             obs = result.obs
-            observations.append(obs)
-            actions.append(action)
-            rewards.append(result.reward)
+            trace.add(action, result)
             self.step += 1
             if result.done:
                 break
-        self.buffer.add(np.stack(observations), np.stack(actions), np.array(rewards))
+        trace.store(self.buffer)
         self.episode += 1
         return {
             "type": "episode",
             "step": self.step,
             "episode": self.episode,
-            "return": float(np.sum(rewards)),
+            "return": trace.total,
             "seconds": time.perf_counter() - start,
             "random": random,
         }
@@ -380,33 +378,14 @@ class DreamerTrainer:
             self.updates += 1
         return {k: float(np.mean([i[k] for i in infos])) for k in infos[-1]}
 
-    def run(self, reporter) -> dict[str, float]:
-        req, cfg = self.request, self.request.config
-        resumed = self.try_resume()
-        req.out.parent.mkdir(parents=True, exist_ok=True)
-        self.log({"type": "start", "step": self.step, "nice": os.nice(0), "machine": machine.snapshot()})
-        reporter.start(req.steps, self.step)
-        next_eval = (self.step // req.eval_every + (1 if resumed else 0)) * req.eval_every
-        next_save = (self.step // req.save_every + 1) * req.save_every
-        while self.step < req.steps:
-            if self.step >= next_eval:
-                returns = self.evaluate()
-                self.log({"type": "eval", "step": self.step} | returns)
-                reporter.evaluation(self.step, returns)
-                next_eval += req.eval_every
-            if self.step >= next_save:
-                self.save()
-                next_save += req.save_every
-            losses: dict[str, float] = {}
-            seeding = self.episode < cfg.seed_episodes
-            if not seeding and self.refill_episodes == 0:
-                losses = self.update()
-            record = self.collect(random=seeding) | losses
-            self.refill_episodes = max(0, self.refill_episodes - 1)
-            self.log(record)
-            reporter.progress(self.step, record)
-        returns = self.evaluate()
-        self.log({"type": "eval", "step": self.step} | returns)
-        reporter.evaluation(self.step, returns)
-        self.save()
-        return returns
+    def train_episode(self) -> dict:
+        """Seed episodes act at random; after them `collect_interval` updates precede each collected
+        episode (none while a lost buffer refills)."""
+        cfg = self.request.config
+        losses: dict[str, float] = {}
+        seeding = self.episode < cfg.seed_episodes
+        if not seeding and self.refill_episodes == 0:
+            losses = self.update()
+        record = self.collect(random=seeding) | losses
+        self.refill_episodes = max(0, self.refill_episodes - 1)
+        return record

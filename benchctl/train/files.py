@@ -1,16 +1,61 @@
 """The files a training run keeps, the same for every family: crash-safe saves, the run's identity
-check on resume, and the JSON-lines log that a resume trims to the resumed step."""
+check on resume, the JSON-lines log that a resume trims to the resumed step, and the lock that
+keeps two trainings from writing one checkpoint."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from benchctl.errors import BenchctlError
+
+
+def lock_path(checkpoint: Path) -> Path:
+    return checkpoint.with_name(checkpoint.name + ".lock")
+
+
+@contextmanager
+def training_lock(checkpoint: Path) -> Iterator[None]:
+    """Hold `<checkpoint>.lock` (an flock, released by the OS when the process ends, however it ends)
+    for a training run: a second `benchctl train` on the same checkpoint, or a second queue runner,
+    is refused in one line instead of both writing the same files."""
+    path = lock_path(checkpoint)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise BenchctlError(
+                f"{checkpoint} is being trained by {holder}; wait for it to finish or pass another --out"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        f.flush()
+        yield
+
+
+def is_training(checkpoint: Path) -> bool:
+    """Whether a live process holds the checkpoint's training lock."""
+    path = lock_path(checkpoint)
+    if not path.is_file():
+        return False
+    with open(path, encoding="utf-8") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False
 
 
 def atomic_save(obj: Any, path: Path) -> None:

@@ -15,24 +15,23 @@ many steps as the seed phase did, and logs the loss of the old buffer.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
-from benchctl import machine
 from benchctl.agents.checkpoint import MODEL_SIZES
 from benchctl.errors import BenchctlError
 from benchctl.evaluate import episode_seed, plan_step, run_episode
 from benchctl.planners.base import make_planner, resolve_config
 from benchctl.suites import Task, make_env
 from benchctl.train.bmpc import BMPCLearner, ReanalyzeConfig, new_bmpc_model
-from benchctl.train.buffer import ReplayBuffer
+from benchctl.train.buffer import EpisodeTrace, ReplayBuffer
 from benchctl.train.files import RunLog, atomic_save, check_identity
+from benchctl.train.loop import TrainingLoop
 from benchctl.train.tdmpc2 import TDMPC2Learner, TrainConfig, new_model
 
 # family -> (fresh model, learner); a BMPC learner's policy imitates the acting planner
@@ -76,13 +75,6 @@ class TrainRequest:
         )
 
 
-class TrainReporter(Protocol):
-    def start(self, total: int, done: int) -> None: ...
-    def progress(self, step: int, info: dict) -> None: ...
-    def evaluation(self, step: int, returns: dict[str, float]) -> None: ...
-    def note(self, message: str) -> None: ...
-
-
 def acting_config(name: str, overrides: dict[str, str], training: bool):
     """The planner's config for acting; MPPI adds its std[0] exploration noise while training."""
     values = dict(overrides)
@@ -93,7 +85,7 @@ def acting_config(name: str, overrides: dict[str, str], training: bool):
     return resolve_config(name, values)
 
 
-class Trainer:
+class Trainer(TrainingLoop):
     def __init__(self, request: TrainRequest):
         self.request = request
         task = request.task
@@ -121,6 +113,7 @@ class Trainer:
         self.buffer = ReplayBuffer(min(request.buffer_size, request.steps + request.steps // task.episode_length + 1))
         self.generator = torch.Generator().manual_seed(request.seed)
         self.step, self.episode = 0, 0
+        self.last_losses: dict[str, float] = {}  # the latest update's losses, logged with each episode
         self.acting = make_planner(
             request.planner, self.model, acting_config(request.planner, request.planner_overrides, True)
         )
@@ -239,80 +232,58 @@ class Trainer:
             expert=expert,
         )
 
-    def run(self, reporter: TrainReporter) -> dict[str, float]:
+    def notes(self) -> list[str]:
+        if not self.refill:
+            return []
+        return [
+            f"no replay buffer saved at step {self.step:,}: acting to refill {self.refill:,} steps before "
+            f"updating again (logged in {self.log_path.name})"
+        ]
+
+    def train_episode(self) -> dict:
+        """One episode: random actions through the seed phase, then the acting planner; one update per
+        step after it (the seed phase ends with a burst of as many updates as it had steps)."""
         req = self.request
-        resumed = self.try_resume()
-        req.out.parent.mkdir(parents=True, exist_ok=True)
-        # where and how this stretch of training ran (a run may cross machines)
-        self.log({"type": "start", "step": self.step, "nice": os.nice(0), "machine": machine.snapshot()})
-        reporter.start(req.steps, self.step)
-        if self.refill:
-            reporter.note(
-                f"no replay buffer saved at step {self.step:,}: acting to refill {self.refill:,} steps before "
-                f"updating again (logged in {self.log_path.name})"
-            )
-        next_eval = (self.step // req.eval_every + (1 if resumed else 0)) * req.eval_every
-        next_save = (self.step // req.save_every + 1) * req.save_every
         device = torch.device("cpu")
-        last: dict[str, float] = {}
-        while self.step < req.steps:
-            if self.step >= next_eval:
-                returns = self.evaluate()
-                self.log({"type": "eval", "step": self.step} | returns)
-                reporter.evaluation(self.step, returns)
-                next_eval += req.eval_every
-            if self.step >= next_save:
-                self.save()
-                next_save += req.save_every
-            obs = self.env.reset(episode_seed(req.seed, self.episode))
-            self.acting.reset()
-            observations, actions, rewards, infos, experts = [obs], [], [], [], []
-            start = time.perf_counter()
-            while True:
-                expert = np.full(2 * self.env.action_dim, np.nan, np.float32)  # no planner target while seeding
-                if self.step < self.seed_steps:
-                    action = torch.rand(self.env.action_dim, generator=self.generator).numpy() * 2 - 1
-                else:
-                    plan, _ = plan_step(self.acting, obs, self.generator, device)
-                    action = plan.action.detach().numpy()
-                    if self.imitates and plan.distribution is not None:
-                        expert = torch.cat(plan.distribution).detach().numpy()
-                experts.append(expert)
-                result = self.env.step(action)
-                obs = result.obs
-                observations.append(obs)
-                actions.append(action)
-                rewards.append(result.reward)
-                self.step += 1
-                done = result.done or self.step >= req.steps
-                if result.done:
-                    extras = {"expert": np.stack(experts)} if self.imitates else {}
-                    self.buffer.add(np.stack(observations), np.stack(actions), np.array(rewards), **extras)
-                if self.step == self.seed_steps:
-                    infos.append(self.update(self.seed_steps, pretraining=True))  # burst on the seed data
-                elif self.step > self.seed_steps and self.buffer.size >= self.refill:
-                    infos.append(self.update(1))
-                if done:
-                    break
+        obs = self.env.reset(episode_seed(req.seed, self.episode))
+        self.acting.reset()
+        trace, infos = EpisodeTrace(obs), []
+        start = time.perf_counter()
+        while True:
+            expert = np.full(2 * self.env.action_dim, np.nan, np.float32)  # no planner target while seeding
+            if self.step < self.seed_steps:
+                action = torch.rand(self.env.action_dim, generator=self.generator).numpy() * 2 - 1
+            else:
+                plan, _ = plan_step(self.acting, obs, self.generator, device)
+                action = plan.action.detach().numpy()
+                if self.imitates and plan.distribution is not None:
+                    expert = torch.cat(plan.distribution).detach().numpy()
+            result = self.env.step(action)
+            obs = result.obs
+            trace.add(action, result, **({"expert": expert} if self.imitates else {}))
+            self.step += 1
+            done = result.done or self.step >= req.steps
             if result.done:
-                self.episode += 1
-            if infos:
-                last = {k: float(np.mean([i[k] for i in infos if k in i])) for k in infos[-1]}
-            record = {
-                "type": "episode",
-                "step": self.step,
-                "episode": self.episode,
-                "return": float(np.sum(rewards)),
-                "seconds": time.perf_counter() - start,
-            } | last
-            if result.success is not None:
-                record["success"] = bool(result.success)
-            if result.terminated:
-                record["terminated"] = True
-            self.log(record)
-            reporter.progress(self.step, record)
-        returns = self.evaluate()
-        self.log({"type": "eval", "step": self.step} | returns)
-        reporter.evaluation(self.step, returns)
-        self.save()
-        return returns
+                trace.store(self.buffer)
+            if self.step == self.seed_steps:
+                infos.append(self.update(self.seed_steps, pretraining=True))  # burst on the seed data
+            elif self.step > self.seed_steps and self.buffer.size >= self.refill:
+                infos.append(self.update(1))
+            if done:
+                break
+        if result.done:
+            self.episode += 1
+        if infos:
+            self.last_losses = {k: float(np.mean([i[k] for i in infos if k in i])) for k in infos[-1]}
+        record = {
+            "type": "episode",
+            "step": self.step,
+            "episode": self.episode,
+            "return": trace.total,
+            "seconds": time.perf_counter() - start,
+        } | self.last_losses
+        if result.success is not None:
+            record["success"] = bool(result.success)
+        if result.terminated:
+            record["terminated"] = True
+        return record
