@@ -260,7 +260,7 @@ def test_two_queue_runners_share_a_queue_and_a_locked_checkpoint_refuses_a_secon
     small += "--eval-every 100000 --eval-episodes 1 --planner policy"
     first, second = tmp_path / "q" / "first.pt", tmp_path / "q" / "second.pt"
     queue = tmp_path / "queue.toml"
-    jobs = [f"{small} --steps 100000 --out {first}", f"{small} --steps 200 --out {second}"]
+    jobs = [f"{small} --steps 100000 --out {first}", f"{small} --steps 100 --out {second}"]  # one seed episode
     queue.write_text("".join(f'[[job]]\nargs = "{args}"\n' for args in jobs))
     env = dict(os.environ, COLUMNS="200")
     runner = subprocess.Popen(
@@ -279,8 +279,8 @@ def test_two_queue_runners_share_a_queue_and_a_locked_checkpoint_refuses_a_secon
         other = run_cli("queue", "--file", str(queue))
         assert other.returncode == 0, other.stderr
         assert "first.pt: being trained by another runner" in other.stdout
-        assert "second.pt: training from step 0 to 200" in other.stdout
-        assert torch.load(second.with_name("second.pt.resume.pt"), weights_only=True)["step"] == 200
+        assert "second.pt: training from step 0 to 100" in other.stdout
+        assert torch.load(second.with_name("second.pt.resume.pt"), weights_only=True)["step"] == 100
     finally:
         os.killpg(runner.pid, signal.SIGKILL)  # the runner and the training it started
         runner.wait()
