@@ -112,7 +112,8 @@ def training_curves(cells: pd.DataFrame, refs: list[Reference]) -> TrainingCurve
         for ref in refs:
             if ref.curves is None:
                 continue
-            curve = ref.curves[(ref.curves["task"] == cell["task"]) & (ref.curves["protocol"] == protocol)]
+            same = ref.curves["protocol"].map(lambda p, protocol=protocol: tuple(p) == protocol)
+            curve = ref.curves[(ref.curves["task"] == cell["task"]) & same]
             if curve.empty:
                 continue
             if cell["observations"] != "state":

@@ -4,7 +4,6 @@ keeps two trainings from writing one checkpoint."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
@@ -17,6 +16,11 @@ import torch
 
 from benchctl.errors import BenchctlError
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; trainings there are not locked
+    fcntl = None  # type: ignore[assignment]
+
 
 def lock_path(checkpoint: Path) -> Path:
     return checkpoint.with_name(checkpoint.name + ".lock")
@@ -27,6 +31,9 @@ def training_lock(checkpoint: Path) -> Iterator[None]:
     """Hold `<checkpoint>.lock` (an flock, released by the OS when the process ends, however it ends)
     for a training run: a second `benchctl train` on the same checkpoint, or a second queue runner,
     is refused in one line instead of both writing the same files."""
+    if fcntl is None:
+        yield
+        return
     path = lock_path(checkpoint)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+", encoding="utf-8") as f:
@@ -48,7 +55,7 @@ def training_lock(checkpoint: Path) -> Iterator[None]:
 def is_training(checkpoint: Path) -> bool:
     """Whether a live process holds the checkpoint's training lock."""
     path = lock_path(checkpoint)
-    if not path.is_file():
+    if fcntl is None or not path.is_file():
         return False
     with open(path, encoding="utf-8") as f:
         try:
