@@ -199,6 +199,13 @@ Dtype_ = Annotated[
     str, typer.Option("--dtype", help="float32, or bfloat16: matrix products in bfloat16 while planning (autocast)")
 ]
 Time_ = Annotated[int, typer.Option("--time", min=1, help="slurm: minutes per array task")]
+Augment_ = Annotated[
+    bool,
+    typer.Option(
+        "--augment/--no-augment",
+        help="pixel agents: randomly shift each observation at encode, as the official evaluation does",
+    ),
+]
 BatchEpisodes_ = Annotated[
     int,
     typer.Option(
@@ -213,6 +220,17 @@ def _check_dtype(dtype: str) -> str:
     if dtype not in DTYPES:
         raise BenchctlError(f"--dtype {dtype}: choose {' or '.join(DTYPES)}")
     return dtype
+
+
+def _dtype_run(default_run: str, dtype: str) -> str:
+    """bfloat16 cells are their own run ("tdmpc2-bfloat16/mppi" in reports)."""
+    return default_run if _check_dtype(dtype) == "float32" else f"{default_run}-{dtype}"
+
+
+def _how_episodes_run(request, threads: int | None, batch_episodes: int, dtype: str, augment: bool):
+    """The options of eval and sweep that say how a cell's episodes run, set on the request."""
+    request.threads, request.batch_episodes, request.dtype, request.augment = threads, batch_episodes, dtype, augment
+    return request
 
 
 def _engine(
@@ -287,13 +305,7 @@ def eval_command(
     minutes: Time_ = 60,
     dtype: Dtype_ = "float32",
     batch_episodes: BatchEpisodes_ = 1,
-    augment: Annotated[
-        bool,
-        typer.Option(
-            "--augment/--no-augment",
-            help="pixel agents: randomly shift each observation at encode, as the official evaluation does",
-        ),
-    ] = True,
+    augment: Augment_ = True,
 ):
     """Evaluate agents with one or more planners; rerunning the same command resumes."""
     from benchctl import execute
@@ -307,14 +319,12 @@ def eval_command(
         specs = execute.resolve_planners(names, set_ or [])
     else:
         specs = _matched_specs(names, set_ or [], match, match_from or out_dir, device)
-    default_run = f"match-{specs[0].match['slug']}-{{family}}" if match and specs[0].match else None
-    if _check_dtype(dtype) != "float32":  # bfloat16 cells are their own run: "tdmpc2-bfloat16/mppi" in reports
-        default_run = (default_run or "{family}") + f"-{dtype}"
+    default_run = f"match-{specs[0].match['slug']}-{{family}}" if match and specs[0].match else "{family}"
     request = _request(
-        suite, specs, checkpoints, checkpoint, task, tasks, seeds, episodes, device, out_dir, run, default_run
-    )
-    request.augment, request.dtype, request.threads = augment, dtype, threads
-    request.batch_episodes = batch_episodes
+        suite, specs, checkpoints, checkpoint, task, tasks, seeds, episodes, device, out_dir, run,
+        _dtype_run(default_run, dtype),
+    )  # fmt: skip
+    _how_episodes_run(request, threads, batch_episodes, dtype, augment)
     _finish_eval(request, _engine(executor, jobs, address, gpus_per_worker, partition, minutes, out_dir, device))
 
 
@@ -368,7 +378,9 @@ def sweep_command(
     gpus_per_worker: Gpus_ = 0.0,
     partition: Partition_ = None,
     minutes: Time_ = 60,
+    dtype: Dtype_ = "float32",
     batch_episodes: BatchEpisodes_ = 1,
+    augment: Augment_ = True,
 ):
     """Evaluate every point of a grid of planner options (ordinary cells: resume, merge, report); the report
     draws each swept option as a curve, and `eval --match` picks from the points."""
@@ -380,9 +392,10 @@ def sweep_command(
     points = sum(1 for s in specs if s.point)
     err.print(f"sweep: {len(specs)} planner configuration(s) ({points} grid point(s))", markup=False)
     request = _request(
-        suite, specs, checkpoints, checkpoint, task, tasks, seeds, episodes, device, out_dir, run, "sweep-{family}"
-    )
-    request.threads, request.batch_episodes = threads, batch_episodes
+        suite, specs, checkpoints, checkpoint, task, tasks, seeds, episodes, device, out_dir, run,
+        _dtype_run("sweep-{family}", dtype),
+    )  # fmt: skip
+    _how_episodes_run(request, threads, batch_episodes, dtype, augment)
     _finish_eval(request, _engine(executor, jobs, address, gpus_per_worker, partition, minutes, out_dir, device))
 
 

@@ -343,3 +343,18 @@ def test_training_curves_of_the_shipped_agents_sit_beside_the_official_curve(dem
     assert "no training log (.log.jsonl written by benchctl train) for tdmpc2 cartpole-swingup_sparse-1.pt" in (
         " ".join(done.stderr.split())
     )
+
+
+def test_sweep_takes_evals_precision_and_pixel_options(tmp_path):
+    """`sweep` runs its cells as `eval` would: --dtype bfloat16 makes its own run with the dtype in
+    every header; --no-augment is accepted (state agents record no shift); a bad dtype is one line."""
+    out = tmp_path / "results"
+    grid = ["--grid", "dream_mpc.horizon=1,2", "--dtype", "bfloat16", "--no-augment"]
+    done = run_cli("sweep", *SMOKE, "--tasks", "cartpole-swingup", "--planner", "dream_mpc", *grid, "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    found = cells(out)
+    assert len(found) == 2 and {h["planner_config"]["horizon"] for h, _ in found} == {1, 2}
+    assert all(h["dtype"] == "bfloat16" and h["augment"] is None and len(e) == 1 for h, e in found)
+    assert {p.relative_to(out).parts[0] for p in out.rglob("seed-*.jsonl")} == {"sweep-tdmpc2-bfloat16"}
+    bad = run_cli("sweep", *SMOKE, "--grid", "dream_mpc.horizon=1,2", "--dtype", "float16", "--out", str(out))
+    assert bad.returncode == 2 and bad.stderr.strip().endswith("--dtype float16: choose float32 or bfloat16")
