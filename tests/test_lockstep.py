@@ -86,6 +86,48 @@ def test_a_lockstep_call_plans_each_episode_as_alone(in_float64, name):
                 )
 
 
+def test_lockstep_mppi_computes_each_episodes_start_latent_share_once(agent):
+    """MPPI's first model step starts each episode's N samples from one latent: the latent part of the
+    dynamics and reward heads' first layers runs on the E start latents (E rows), not on E * N rows,
+    with E lockstep episodes as with one (the sequential stride-0 share)."""
+    from torch.overrides import TorchFunctionMode
+
+    firsts = {id(agent._dynamics[0].weight), id(agent._reward[0].weight)}
+    Z = agent.latent_dim
+
+    class Products(TorchFunctionMode):
+        """(rows, columns of the weight) of every product with a first-layer weight (or its latent part)."""
+
+        def __init__(self):
+            super().__init__()
+            self.seen: list[tuple[int, int]] = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func is torch.nn.functional.linear and (
+                id(args[1]) in firsts or id(getattr(args[1], "_base", None)) in firsts
+            ):
+                self.seen.append((args[0].shape[0], args[1].shape[1]))
+            return func(*args, **(kwargs or {}))
+
+    config = resolve_config("mppi", SMALL["mppi"])  # 64 samples, horizon 3, 6 iterations
+    for episodes in (1, 3):
+        planner = make_planner("mppi", agent, config)
+        generator = EpisodeGenerators([torch.Generator().manual_seed(e) for e in range(episodes)])
+        with torch.no_grad():
+            z = agent.encode(torch.randn(episodes, agent.dims.obs_dim, generator=torch.Generator().manual_seed(1)))
+        with torch.inference_mode(), Products() as products:
+            planner.plan_episodes(z, generator if episodes > 1 else generator[0])
+        rows = episodes * config.num_samples
+        iterations = 6
+        # step 0: the latent part on the E start latents; steps 1, 2: the whole layer on every row
+        assert products.seen.count((episodes, Z)) == 2 * iterations
+        assert products.seen.count((rows, Z + agent.action_dim)) == 2 * iterations * (config.horizon - 1)
+        # and the policy prior's trajectories (8 per episode) through the dynamics after their first action
+        prior = products.seen.count((episodes * config.num_pi_trajs, Z + agent.action_dim))
+        assert prior == config.horizon - 1
+        assert len(products.seen) == 2 * iterations * config.horizon + prior
+
+
 def test_lockstep_episodes_equal_sequential_ones_and_replay(agent):
     """Real dm_control episodes: three in lockstep give the returns of the same seeds run one by one
     (to round-off), the same lockstep run twice gives identical records, and records say lockstep."""

@@ -46,7 +46,9 @@ class WorldModel(Protocol):
         ...
 
     def step(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One latent step: (next(z, a), reward(z, a)), possibly sharing work."""
+        """One latent step: (next(z, a), reward(z, a)), possibly sharing work. A model that sets
+        `shares_start_states = True` also takes z (E, N, Z), E start latents each shared by N
+        consecutive rows of a (E * N, A), and computes their share once."""
         ...
 
     def value(self, z: torch.Tensor, a: torch.Tensor | None = None) -> torch.Tensor:

@@ -40,6 +40,7 @@ class TDMPC2Model(nn.Module):
 
     family = "tdmpc2"
     value_uses_action = True
+    shares_start_states = True  # step() takes (E, N, Z) start latents each shared by N rows (below)
 
     def __init__(self, dims: ModelDims, log_std_min: float = -10.0, log_std_dif: float = 12.0, dropout: float = 0.01):
         super().__init__()
@@ -114,21 +115,31 @@ class TDMPC2Model(nn.Module):
         return self.decode(self.reward_logits(z, a))
 
     def step(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(next(z, a), reward(z, a)) for z (B, Z), a (B, A).
+        """(next(z, a), reward(z, a)) for z (B, Z), a (B, A) -> ((B, Z), (B, 1)).
 
-        When z is one latent expanded over the batch (stride 0, the first step of a plan), the
-        latent part of both first layers is computed once instead of B times.
+        The first step of a plan starts many candidates from few latents: z one latent expanded
+        over the batch (stride 0), or z (E, N, Z) with B = E * N, episode e's latent shared by rows
+        e * N ... (e + 1) * N - 1 of a (lockstep episodes). Then the latent part of both first layers
+        is computed once per start latent instead of once per row.
         """
-        self.model_evals += z.shape[0]
-        if z.shape[0] > 1 and z.stride(0) == 0:
-            return self._shared_first(self._dynamics, z[:1], a), self.decode(self._shared_first(self._reward, z[:1], a))
-        za = torch.cat([z, a], dim=-1)
-        return self._dynamics(za), self.decode(self._reward(za))
+        self.model_evals += a.shape[0]
+        if z.dim() == 3:
+            starts = z[:, 0]
+        elif z.shape[0] > 1 and z.stride(0) == 0:
+            starts = z[:1]
+        else:
+            za = torch.cat([z, a], dim=-1)
+            return self._dynamics(za), self.decode(self._reward(za))
+        return self._shared_first(self._dynamics, starts, a), self.decode(self._shared_first(self._reward, starts, a))
 
-    def _shared_first(self, net: nn.Sequential, z1: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """net(cat(z1 expanded, a)) with the first layer split as W_z z1 (once) + W_a a + b."""
-        first, Z = cast(NormedLinear, net[0]), z1.shape[1]
-        x = torch.addmm(F.linear(z1, first.weight[:, :Z], first.bias), a, first.weight[:, Z:].t())
+    def _shared_first(self, net: nn.Sequential, starts: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """net(cat(z, a)) for rows whose latents are `starts` (S, Z), each shared by B / S consecutive
+        rows of a (B, A): the first layer split as W_z z (S rows) + W_a a + b."""
+        first, Z = cast(NormedLinear, net[0]), starts.shape[1]
+        shared = F.linear(starts, first.weight[:, :Z], first.bias)  # (S, out)
+        if starts.shape[0] > 1:
+            shared = shared.repeat_interleave(a.shape[0] // starts.shape[0], 0)
+        x = torch.addmm(shared, a, first.weight[:, Z:].t())
         x = first.post(x)
         for layer in list(net)[1:]:
             x = layer(x)

@@ -84,13 +84,15 @@ def mppi_search(
     init_mean: torch.Tensor,
     estimate: ValueFn,
     generator: Draws,
+    shared_starts: bool = False,
 ) -> MPPIResult:
     """MPPI from b start latents at once (candidates and states are batch dimensions).
 
     z: (b, Z); prior: (H, b, P, A) policy-prior sequences kept through every iteration (None when
     P = 0); init_mean: (H, b, A); estimate(z_flat (b*N, Z), actions (H, b*N, A)) -> values (b*N,).
-    One start state is expanded with stride 0, which lets the model share its first-layer product.
-    With lockstep episodes (EpisodeGenerators), the b states are the episodes' (b = E).
+    One start state is expanded with stride 0, which lets the model share its first-layer product;
+    several (b > 1: lockstep episodes, BMPC's reanalysis) go to `estimate` as (b, N, Z), each state
+    expanded over its N candidates, where the model takes them (`shared_starts`), else repeated.
     """
     cfg = config
     H, b, A = init_mean.shape
@@ -101,7 +103,10 @@ def mppi_search(
         actions[:, :, :P] = prior
     mean = init_mean
     std = torch.full((H, b, A), cfg.max_std, device=device)  # the std always restarts at max_std
-    z_flat = z.expand(N, -1) if b == 1 else z.repeat_interleave(N, 0)
+    if b == 1:
+        z_flat = z.expand(N, -1)
+    else:
+        z_flat = z.unsqueeze(1).expand(b, N, z.shape[1]) if shared_starts else z.repeat_interleave(N, 0)
     for _ in range(effective_iterations(cfg, A)):
         noise = draws.normal(generator, (H, b, N - P, A), 1, device)
         actions[:, :, P:] = (mean.unsqueeze(2) + std.unsqueeze(2) * noise).clamp(-1, 1)
@@ -157,7 +162,8 @@ class MPPIPlanner(Planner):
         """Discounted H-step model return plus the terminal value (`_estimate_value`; the family's
         return estimate, estimate_return).
 
-        z: (N, Z), the start latent per candidate; actions: (H, N, A) -> values (N,).
+        z: (N, Z), the start latent per candidate, or (E, N / E, Z) start latents shared by blocks
+        of candidates (`mppi_search`); actions: (H, N, A) -> values (N,).
         """
         rewards, latents = latent_rollout(self.model, z, actions)
         terminal = terminal_value(self.model, latents[-1], generator)
@@ -174,7 +180,15 @@ class MPPIPlanner(Planner):
         mean = torch.zeros(H, E, A, device=z.device)
         if self._prev_mean is not None:  # warm start from the last step's mean, shifted
             mean[:-1] = self._prev_mean[1:]
-        result = mppi_search(cfg, z, prior, mean, lambda zs, acts: self.estimate_value(zs, acts, generator), generator)
+        result = mppi_search(
+            cfg,
+            z,
+            prior,
+            mean,
+            lambda zs, acts: self.estimate_value(zs, acts, generator),
+            generator,
+            shared_starts=getattr(model, "shares_start_states", False),
+        )
         action_chosen, std0 = result.action, result.std[0]  # (E, A) each
         action = action_chosen
         if cfg.eval_noise:

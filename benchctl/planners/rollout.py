@@ -46,7 +46,8 @@ def reward_sum(
 
 
 def latent_rollout(model: WorldModel, z: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rewards (H, N), latents z_1..z_H (H, N, Z)) of open-loop actions (H, N, A) from z (N, Z)."""
+    """(rewards (H, N), latents z_1..z_H (H, N, Z)) of open-loop actions (H, N, A) from z (N, Z), or
+    from block-shared start latents (E, N / E, Z) where the model takes them (`shares_start_states`)."""
     rewards, latents = [], []
     for a in actions:
         z, reward = model.step(z, a)

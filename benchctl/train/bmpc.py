@@ -140,6 +140,12 @@ class BMPCLearner(TDMPC2Learner):
         init_mean = torch.zeros(cfg.horizon, n, A, device=obs.device)
         values = MPPIPlanner(m, cfg)
         result = mppi_search(
-            cfg, z, prior, init_mean, lambda zs, acts: values.estimate_value(zs, acts, generator), generator
+            cfg,
+            z,
+            prior,
+            init_mean,
+            lambda zs, acts: values.estimate_value(zs, acts, generator),
+            generator,
+            shared_starts=m.shares_start_states,
         )
         return torch.cat([result.action, result.std[0]], dim=-1).view(H, b, 2 * A)
