@@ -169,6 +169,14 @@ class MPPIPlanner(Planner):
         terminal = terminal_value(self.model, latents[-1], generator)
         return estimate_return(self.model, rewards, latents, terminal, self.model.discount)
 
+    def search(
+        self, z: torch.Tensor, prior: torch.Tensor | None, init_mean: torch.Tensor, generator: Draws
+    ) -> MPPIResult:
+        """`mppi_search` from the b latents z (b, Z) with this planner's config and value estimate."""
+        estimate = lambda zs, acts: self.estimate_value(zs, acts, generator)  # noqa: E731
+        shared = getattr(self.model, "shares_start_states", False)
+        return mppi_search(self.config, z, prior, init_mean, estimate, generator, shared_starts=shared)
+
     def plan_episodes(self, z: torch.Tensor, generator: Draws) -> Plans:
         cfg, model = self.config, self.model
         E = z.shape[0]
@@ -180,15 +188,7 @@ class MPPIPlanner(Planner):
         mean = torch.zeros(H, E, A, device=z.device)
         if self._prev_mean is not None:  # warm start from the last step's mean, shifted
             mean[:-1] = self._prev_mean[1:]
-        result = mppi_search(
-            cfg,
-            z,
-            prior,
-            mean,
-            lambda zs, acts: self.estimate_value(zs, acts, generator),
-            generator,
-            shared_starts=getattr(model, "shares_start_states", False),
-        )
+        result = self.search(z, prior, mean, generator)
         action_chosen, std0 = result.action, result.std[0]  # (E, A) each
         action = action_chosen
         if cfg.eval_noise:

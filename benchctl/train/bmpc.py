@@ -17,7 +17,7 @@ from torch import nn
 
 from benchctl.agents.bmpc import BMPCModel
 from benchctl.agents.layers import EnsembleLinear
-from benchctl.planners.mppi import MPPIConfig, MPPIPlanner, mppi_search
+from benchctl.planners.mppi import MPPIConfig, MPPIPlanner
 from benchctl.planners.rollout import policy_rollout
 from benchctl.train.tdmpc2 import TDMPC2Learner, TrainConfig, gaussian_entropy, init_weights, model_dims
 
@@ -138,14 +138,5 @@ class BMPCLearner(TDMPC2Learner):
             prior = policy_rollout(m, z.repeat_interleave(P, 0), cfg.horizon, generator, explore=True)
             prior = prior.view(cfg.horizon, n, P, A)
         init_mean = torch.zeros(cfg.horizon, n, A, device=obs.device)
-        values = MPPIPlanner(m, cfg)
-        result = mppi_search(
-            cfg,
-            z,
-            prior,
-            init_mean,
-            lambda zs, acts: values.estimate_value(zs, acts, generator),
-            generator,
-            shared_starts=m.shares_start_states,
-        )
+        result = MPPIPlanner(m, cfg).search(z, prior, init_mean, generator)
         return torch.cat([result.action, result.std[0]], dim=-1).view(H, b, 2 * A)
