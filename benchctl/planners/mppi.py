@@ -173,7 +173,10 @@ class MPPIPlanner(Planner):
         self, z: torch.Tensor, prior: torch.Tensor | None, init_mean: torch.Tensor, generator: Draws
     ) -> MPPIResult:
         """`mppi_search` from the b latents z (b, Z) with this planner's config and value estimate."""
-        estimate = lambda zs, acts: self.estimate_value(zs, acts, generator)  # noqa: E731
+
+        def estimate(zs: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+            return self.estimate_value(zs, acts, generator)
+
         shared = getattr(self.model, "shares_start_states", False)
         return mppi_search(self.config, z, prior, init_mean, estimate, generator, shared_starts=shared)
 
