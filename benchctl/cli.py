@@ -227,10 +227,9 @@ def _dtype_run(default_run: str, dtype: str) -> str:
     return default_run if _check_dtype(dtype) == "float32" else f"{default_run}-{dtype}"
 
 
-def _how_episodes_run(request, threads: int | None, batch_episodes: int, dtype: str, augment: bool):
+def _how_episodes_run(request, threads: int | None, batch_episodes: int, dtype: str, augment: bool) -> None:
     """The options of eval and sweep that say how a cell's episodes run, set on the request."""
     request.threads, request.batch_episodes, request.dtype, request.augment = threads, batch_episodes, dtype, augment
-    return request
 
 
 def _engine(

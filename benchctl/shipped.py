@@ -146,7 +146,9 @@ def prepare(checkpoint: Path, episodes: int, out_dir: Path, root: Path | None = 
         raise BenchctlError(
             f"{checkpoint}: pass a checkpoint file inside {root} (checkpoints/<family>/<suite>/<task>-<seed>.pt)"
         )
-    resume = path.with_name(path.name + ".resume.pt")  # written beside every checkpoint benchctl trains
+    from benchctl.train.files import resume_path
+
+    resume = resume_path(path)  # written beside every checkpoint benchctl trains
     if not resume.is_file():
         raise BenchctlError(f"{resume} is missing: ship reads the training run (task, steps, planner) from it")
     state = torch.load(resume, weights_only=True, map_location="cpu")

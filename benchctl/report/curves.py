@@ -18,8 +18,7 @@ import pandas as pd
 
 from benchctl.report.reference import Reference
 from benchctl.shipped import SHIPPED_DIR, ShippedAgent, load_manifest
-
-LOG_SUFFIX = ".log.jsonl"
+from benchctl.train.files import log_path
 
 
 @dataclass
@@ -28,7 +27,7 @@ class TrainingCurves:
     ("reward" = return, "success" = success rate), `planner`, `step`, `value`.
     official: one row per (reference, task_id, seed, step) of the references' curves on those tasks.
     table: one row per (agent, step): the logged values per planner and the official mean, min, max
-    and seed count interpolated at that step."""
+    and seed count where the reference published a point at that step."""
 
     evaluations: pd.DataFrame
     official: pd.DataFrame
@@ -37,17 +36,14 @@ class TrainingCurves:
 
 
 def training_log(checkpoint: str, sha256: str, shipped: list[ShippedAgent]) -> tuple[Path | None, int | None]:
-    """(log path, last training step it may count) of an evaluated checkpoint: `<stem>.log.jsonl`
-    beside it, else the shipped agent with the same sha256 (results carried from another machine),
-    whose log runs up to its manifest's training steps."""
-    path = Path(checkpoint) if checkpoint else None
-    if path is not None and path.with_name(path.stem + LOG_SUFFIX).is_file():
-        entry = next((a for a in shipped if a.sha256 == sha256), None)
-        return path.with_name(path.stem + LOG_SUFFIX), entry.training_steps if entry else None
-    for agent in shipped:
-        if agent.sha256 == sha256:
-            log = (SHIPPED_DIR / agent.path).with_suffix(LOG_SUFFIX)
-            return (log, agent.training_steps) if log.is_file() else (None, None)
+    """(log path, last training step it may count) of an evaluated checkpoint: the log beside it,
+    else the log of the shipped agent with the same sha256 (results carried from another machine);
+    a shipped agent's log counts up to its manifest's training steps."""
+    entry = next((a for a in shipped if a.sha256 == sha256), None)
+    until = entry.training_steps if entry else None
+    for candidate in (Path(checkpoint) if checkpoint else None, SHIPPED_DIR / entry.path if entry else None):
+        if candidate is not None and log_path(candidate).is_file():
+            return log_path(candidate), until
     return None, None
 
 
@@ -69,6 +65,11 @@ def logged_evaluations(log: Path, metric: str, until: int | None = None) -> pd.D
             if (kind == "success") == (metric == "success"):
                 rows.append({"step": int(record["step"]), "planner": planner, "value": float(value)})
     return pd.DataFrame(rows, columns=["step", "planner", "value"])
+
+
+def curve_name(ref: Reference) -> str:
+    """A reference's label without the step its per-task scores were read at ("ref: tdmpc2 csv")."""
+    return ref.label.split(" @ ")[0].split(" (final")[0]
 
 
 def official_at(curves: pd.DataFrame, steps: np.ndarray) -> pd.DataFrame:
@@ -120,11 +121,11 @@ def training_curves(cells: pd.DataFrame, refs: list[Reference]) -> TrainingCurve
                 notes.append(
                     f"training curves: {agent} observes {cell['observations']}; {ref.label}'s curve is from state"
                 )
-            officials.append(curve.assign(reference=ref.label, task_id=cell["task_id"], agent=agent))
+            officials.append(curve.assign(reference=curve_name(ref), task_id=cell["task_id"], agent=agent))
             break  # one published curve per agent: the first reference that has its task
     if unlogged and evaluations:
         notes.append(
-            f"training curves: no training log ({LOG_SUFFIX} written by benchctl train) for {', '.join(unlogged)}"
+            f"training curves: no training log (.log.jsonl written by benchctl train) for {', '.join(unlogged)}"
         )
     evals = pd.concat(evaluations, ignore_index=True) if evaluations else pd.DataFrame()
     official = pd.concat(officials, ignore_index=True) if officials else pd.DataFrame()

@@ -264,7 +264,7 @@ def training_curves(evaluations: pd.DataFrame, official: pd.DataFrame, out: Path
             edge = int(beyond.min()) if len(beyond) else last
             shown = curve[curve["step"] <= edge].groupby("step")["value"]
             steps = np.array(sorted(shown.groups))
-            name = curve["reference"].iloc[0].split(" @ ")[0].split(" (final")[0]
+            name = curve["reference"].iloc[0]
             ax.plot(steps, shown.mean().loc[steps], color="black", lw=1.2, marker="s", ms=3, label=f"{name}: mean")
             ax.fill_between(steps, shown.min().loc[steps], shown.max().loc[steps], color="black", alpha=0.12,
                             label="seeds min-max")  # fmt: skip

@@ -530,7 +530,7 @@ def _training_table(table: pd.DataFrame, fmt: str) -> str:
     planners.sort(key=lambda c: (c != "policy", c))
     has_official = "official_mean" in table.columns
     label = next((r for r in table.get("reference", pd.Series(dtype=str)).dropna()), "")
-    ref_name = "published curve" + (f" ({label.split(' @ ')[0].split(' (final')[0]})" if label else "")
+    ref_name = "published curve" + (f" ({label})" if label else "")
 
     def value(x: float, metric: str) -> str:
         if pd.isna(x):

@@ -42,7 +42,7 @@ from benchctl.planners.base import Planner, make_planner, resolve_config
 from benchctl.planners.rollout import lambda_returns
 from benchctl.suites import Task, make_env
 from benchctl.train.buffer import EpisodeTrace, ReplayBuffer
-from benchctl.train.files import RunLog, atomic_save, check_identity
+from benchctl.train.files import RunLog, atomic_save, buffer_path, check_identity, log_path, resume_path
 from benchctl.train.loop import TrainingLoop
 
 
@@ -244,9 +244,9 @@ class DreamerTrainer(TrainingLoop):
         self.step, self.episode, self.updates = 0, 0, 0
         self.refill_episodes = 0  # episodes to collect before updating again (after a lost buffer)
         self.acting = self._planner(request.planner, request.planner_overrides)
-        self.resume_path = request.out.with_name(request.out.name + ".resume.pt")
-        self.buffer_path = request.out.with_name(request.out.name + ".buffer.pt")
-        self.log_path = request.out.with_name(request.out.stem + ".log.jsonl")
+        self.resume_path = resume_path(request.out)
+        self.buffer_path = buffer_path(request.out)
+        self.log_path = log_path(request.out)
         self.run_log = RunLog(self.log_path)
 
     def _planner(self, name: str, overrides: dict[str, str]) -> Planner:

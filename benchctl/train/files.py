@@ -22,6 +22,22 @@ except ImportError:  # Windows: no flock; trainings there are not locked
     fcntl = None  # type: ignore[assignment]
 
 
+# The files beside a checkpoint `<task>-<seed>.pt` that a training run writes.
+def resume_path(checkpoint: Path) -> Path:
+    """Weights, optimizers, counters, generator: small enough to commit."""
+    return checkpoint.with_name(checkpoint.name + ".resume.pt")
+
+
+def buffer_path(checkpoint: Path) -> Path:
+    """The replay buffer: stays on the machine."""
+    return checkpoint.with_name(checkpoint.name + ".buffer.pt")
+
+
+def log_path(checkpoint: Path) -> Path:
+    """`<task>-<seed>.log.jsonl`: one JSON line per episode, evaluation and stretch of training."""
+    return checkpoint.with_name(checkpoint.stem + ".log.jsonl")
+
+
 def lock_path(checkpoint: Path) -> Path:
     return checkpoint.with_name(checkpoint.name + ".lock")
 

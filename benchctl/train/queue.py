@@ -17,6 +17,7 @@ import torch
 
 from benchctl.errors import BenchctlError
 from benchctl.shipped import SHIPPED_DIR
+from benchctl.train.files import resume_path
 
 QUEUE_FILE = SHIPPED_DIR / "queue.toml"
 QUEUE_DIR = SHIPPED_DIR / "queue"
@@ -36,7 +37,7 @@ class Job:
 
     def steps_done(self) -> int:
         """Environment steps of the last save (0 before the first)."""
-        resume = self.out.with_name(self.out.name + ".resume.pt")
+        resume = resume_path(self.out)
         if not resume.is_file():
             return 0
         return int(torch.load(resume, weights_only=True, map_location="cpu")["step"])

@@ -30,7 +30,7 @@ from benchctl.planners.base import make_planner, resolve_config
 from benchctl.suites import Task, make_env
 from benchctl.train.bmpc import BMPCLearner, ReanalyzeConfig, new_bmpc_model
 from benchctl.train.buffer import EpisodeTrace, ReplayBuffer
-from benchctl.train.files import RunLog, atomic_save, check_identity
+from benchctl.train.files import RunLog, atomic_save, buffer_path, check_identity, log_path, resume_path
 from benchctl.train.loop import TrainingLoop
 from benchctl.train.tdmpc2 import TDMPC2Learner, TrainConfig, new_model
 
@@ -122,10 +122,10 @@ class Trainer(TrainingLoop):
                 f"--planner {request.planner}: BMPC's policy imitates the acting planner's action distribution, "
                 "which this planner does not report; use --planner mppi"
             )
-        self.resume_path = request.out.with_name(request.out.name + ".resume.pt")
-        self.buffer_path = request.out.with_name(request.out.name + ".buffer.pt")
+        self.resume_path = resume_path(request.out)
+        self.buffer_path = buffer_path(request.out)
         self.refill = 0  # buffer entries needed before updates resume (after a lost buffer)
-        self.log_path = request.out.with_name(request.out.stem + ".log.jsonl")
+        self.log_path = log_path(request.out)
         self.run_log = RunLog(self.log_path)
         resolve_config(request.planner, request.planner_overrides)  # bad --set fails before any work
 
