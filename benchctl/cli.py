@@ -522,6 +522,12 @@ def train_command(
     eval_every: Annotated[int, typer.Option(min=1, help="steps between evaluations")] = 10_000,
     eval_episodes: Annotated[int, typer.Option(min=1, max=MAX_EPISODES, help="episodes per evaluation")] = 10,
     save_every: Annotated[int, typer.Option(min=1, help="steps between saves (resume points)")] = 10_000,
+    recent_buffer_mb: Annotated[
+        float,
+        typer.Option(
+            min=0, max=1024, help="MB of the replay buffer's newest episodes saved to commit (.recent.pt; 0: none)"
+        ),
+    ] = 4.0,
     seed_steps: Annotated[
         int | None, typer.Option(min=0, help="random-action steps [default: max(1000, 5 x episode length)]")
     ] = None,
@@ -556,7 +562,7 @@ def train_command(
             raise BenchctlError("--seed-steps: Dreamer seeds with 5 random episodes (Tab. 16); drop the option")
         _train_dreamer(
             task_obj, dims, steps, seed, planner, parse_set(set_ or []), out_path, eval_every, eval_episodes,
-            save_every, batch_size,
+            save_every, batch_size, recent_buffer_mb,
         )  # fmt: skip
         return
     dim_tuple = None
@@ -583,6 +589,7 @@ def train_command(
         eval_every=eval_every,
         eval_episodes=eval_episodes,
         save_every=save_every,
+        recent_buffer_mb=recent_buffer_mb,
         reanalyze_interval=reanalyze_interval,
         reanalyze_sequences=reanalyze_sequences,
         batch_size=batch_size or 256,
@@ -619,7 +626,7 @@ def _run_training(trainer, out_file: Path) -> None:
 
 
 def _train_dreamer(
-    task, dims, steps, seed, planner, overrides, out_path, eval_every, eval_episodes, save_every, batch_size
+    task, dims, steps, seed, planner, overrides, out_path, eval_every, eval_episodes, save_every, batch_size, recent_mb
 ) -> None:
     """`benchctl train --family dreamer`: dreamer-pytorch's algorithm, its checkpoint format."""
     from dataclasses import replace
@@ -652,6 +659,7 @@ def _train_dreamer(
             eval_every=eval_every,
             eval_episodes=eval_episodes,
             save_every=save_every,
+            recent_buffer_mb=recent_mb,
         )
     )
     _run_training(trainer, out_file)

@@ -191,15 +191,19 @@ def test_sigkill_resumes_from_the_last_save_with_the_same_buffer(tmp_path):
     assert load_checkpoint_with_info(out)[1].family == "tdmpc2"
 
 
-def test_training_continues_from_the_resume_file_alone_refilling_its_buffer(tmp_path):
-    """What a committed checkpoint gives another machine: weights, optimizer, step, no replay buffer."""
+def test_training_continues_from_the_committed_files_with_their_newest_episodes_or_refilling(tmp_path):
+    """What a committed checkpoint gives another machine: weights, optimizer, step and the replay buffer's
+    newest episodes (`.recent.pt`, within its MB budget), not the whole buffer. With the newest
+    episodes the run updates at once; without them (a budget of 0, pixels over budget) it refills."""
     out = tmp_path / "agent.pt"
+    episode_bytes = 4 * (101 * 5 + 100 * 1 + 100)  # cartpole: obs (101, 5), actions (100, 1), rewards (100,)
 
     def request(steps: int) -> TrainRequest:
-        return tiny_request(out, steps, batch_size=32)
+        return tiny_request(out, steps, batch_size=32, recent_buffer_mb=2.5 * episode_bytes / 2**20)
 
     class Quiet:
-        notes: list[str] = []
+        def __init__(self):
+            self.notes: list[str] = []
 
         def start(self, total, done): ...
         def progress(self, step, info): ...
@@ -207,19 +211,45 @@ def test_training_continues_from_the_resume_file_alone_refilling_its_buffer(tmp_
         def note(self, message):
             self.notes.append(message)
 
+    def log() -> list[dict]:
+        return [json.loads(line) for line in out.with_name("agent.log.jsonl").read_text().splitlines()]
+
     Trainer(request(400)).run(Quiet())
     first = torch.load(out.with_name("agent.pt.resume.pt"), weights_only=True)
     assert first["step"] == 400 and "buffer" not in first  # the committable file holds no buffer
+    whole = ReplayBuffer.from_state(torch.load(out.with_name("agent.pt.buffer.pt"), weights_only=True)["buffer"])
+    recent = torch.load(out.with_name("agent.pt.recent.pt"), weights_only=True)
+    assert recent["step"] == 400 and recent["buffer"]["lengths"].tolist() == [100, 100]  # 2 of 4 fit the budget
+    committed = {p.name: p.read_bytes() for p in tmp_path.iterdir() if not p.name.endswith(".buffer.pt")}
     out.with_name("agent.pt.buffer.pt").unlink()  # a fresh clone has only the committed files
 
+    # with the newest episodes: they are the buffer, updates go on at once
+    trainer, quiet = Trainer(request(500)), Quiet()
+    trainer.run(quiet)
+    assert trainer.refill == 200 and trainer.buffer.size == 3 * 101
+    for kept, original in zip(trainer.buffer.episodes[:2], whole.episodes[2:], strict=True):
+        assert all(np.array_equal(kept[k], original[k]) for k in original)
+    assert quiet.notes and "continuing with its newest 202 steps" in quiet.notes[0]
+    lost = [r for r in log() if r["type"] == "buffer_lost"]
+    assert len(lost) == 1 and lost[0]["kept_steps"] == 202 and lost[0]["refill_steps"] == 0
+    assert "kept agent.pt.recent.pt" in lost[0]["why"]
+    resumed = [r for r in log() if r["type"] == "episode" and r["step"] > 400]
+    assert [r["step"] for r in resumed] == [500] and np.isfinite(resumed[0]["value_loss"])  # updated at once
+
+    # without them: act until the buffer holds the seed phase's 200 entries, then update
+    for path in tmp_path.iterdir():
+        path.unlink()
+    for name, data in committed.items():
+        (tmp_path / name).write_bytes(data)
+    out.with_name("agent.pt.recent.pt").unlink()
     trainer, quiet = Trainer(request(800)), Quiet()
     trainer.run(quiet)
     assert trainer.step == 800 and trainer.refill == 200
     assert quiet.notes and "refill 200 steps" in quiet.notes[0]
-    log = [json.loads(line) for line in out.with_name("agent.log.jsonl").read_text().splitlines()]
-    lost = [r for r in log if r["type"] == "buffer_lost"]
+    lost = [r for r in log() if r["type"] == "buffer_lost"]
     assert len(lost) == 1 and lost[0]["step"] == 400 and lost[0]["refill_steps"] == 200
-    after = [r for r in log if r["type"] == "episode" and r["step"] > 400]
+    assert lost[0]["kept_steps"] == 0
+    after = [r for r in log() if r["type"] == "episode" and r["step"] > 400]
     assert [r["step"] for r in after] == [500, 600, 700, 800]  # the step count continues
     # no update until the buffer holds 200 entries again (after the episode ending at step 600)
     refilling, updating = after[:1], after[1:]

@@ -79,9 +79,10 @@ def test_train_writes_a_dreamer_pytorch_checkpoint_that_evaluates_and_resumes(tm
     assert list((tmp_path / "results").glob("dreamer/smoke/cartpole-swingup/policy*/seed-1.jsonl"))
 
 
-def test_a_run_continues_from_its_resume_file_alone_collecting_before_updating(tmp_path):
+def test_a_run_continues_from_its_committed_files_collecting_what_their_newest_episodes_lack(tmp_path):
     out = tmp_path / "agent.pt"
-    assert run_cli(*train_args(out, 600)).returncode == 0
+    budget = 2.5 * 4 * (101 * 5 + 100 + 100) / 2**20  # MB: 2 of cartpole's 100-step episodes fit
+    assert run_cli(*train_args(out, 600, "--recent-buffer-mb", f"{budget:.6f}")).returncode == 0
     out.with_name(out.name + ".buffer.pt").unlink()  # what a fresh clone has: the committed files only,
     blob = torch.load(out, weights_only=True)  # the checkpoint committed without its optimizer states
     torch.save(blob | dict.fromkeys(OPTIMIZERS, {}), out)
@@ -89,11 +90,12 @@ def test_a_run_continues_from_its_resume_file_alone_collecting_before_updating(t
     assert proc.returncode == 0, proc.stderr
     log = [json.loads(line) for line in (tmp_path / "agent.log.jsonl").read_text().splitlines()]
     lost = [r for r in log if r["type"] == "buffer_lost"]
-    assert len(lost) == 1 and lost[0]["step"] == 600 and lost[0]["refill_episodes"] == 5
+    assert len(lost) == 1 and lost[0]["step"] == 600
+    assert lost[0]["kept_episodes"] == 2 and lost[0]["refill_episodes"] == 3  # .recent.pt's 2 newest of 6
     restarted = [r for r in log if r["type"] == "optimizers_restarted"]
     assert len(restarted) == 1 and restarted[0]["step"] == 600
     after = [r for r in log if r["type"] == "episode" and r["step"] > 600]
-    assert [("observation_loss" in r) for r in after] == [False] * 5 + [True] * 2  # refill by acting, then update
-    assert all(math.isfinite(r["observation_loss"]) for r in after[5:])
+    assert [("observation_loss" in r) for r in after] == [False] * 3 + [True] * 4  # refill by acting, then update
+    assert all(math.isfinite(r["observation_loss"]) for r in after[3:])
     assert all(torch.load(out, weights_only=True)[name] for name in OPTIMIZERS)  # fresh optimizers saved again
     assert not any(r["random"] for r in after)  # refilled by the agent, not at random

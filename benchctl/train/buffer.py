@@ -111,6 +111,21 @@ class ReplayBuffer:
         for j, (episode, start) in enumerate(where):
             self.episodes[episode][f"extra.{name}"][start : start + data.shape[0]] = data[:, j]
 
+    def newest(self, max_bytes: int) -> ReplayBuffer:
+        """The newest whole episodes that fit in `max_bytes` (their arrays' sizes), same capacity: what
+        is committed beside a checkpoint so another machine continues with recent experience."""
+        kept = ReplayBuffer(self.capacity)
+        total, start = 0, len(self.episodes)
+        while start > 0:
+            size = sum(a.nbytes for a in self.episodes[start - 1].values())
+            if total + size > max_bytes:
+                break
+            total, start = total + size, start - 1
+        for episode in self.episodes[start:]:
+            kept.episodes.append(episode)
+            kept.size += len(episode["obs"])
+        return kept
+
     def state(self) -> dict:
         """Everything needed to rebuild the buffer, as tensors (loadable with weights_only=True)."""
         lengths = torch.tensor([len(e["actions"]) for e in self.episodes], dtype=torch.int64)

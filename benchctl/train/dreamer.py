@@ -42,7 +42,7 @@ from benchctl.planners.base import Planner, make_planner, resolve_config
 from benchctl.planners.rollout import lambda_returns
 from benchctl.suites import Task, make_env
 from benchctl.train.buffer import EpisodeTrace, ReplayBuffer
-from benchctl.train.files import RunLog, atomic_save, buffer_path, check_identity, log_path, resume_path
+from benchctl.train.files import RunLog, atomic_save, check_identity, load_buffer, log_path, resume_path, save_buffer
 from benchctl.train.loop import TrainingLoop
 
 
@@ -206,6 +206,7 @@ class DreamerTrainRequest:
     eval_every: int = 10_000
     eval_episodes: int = 10
     save_every: int = 10_000
+    recent_buffer_mb: float = 4.0  # the buffer's newest episodes saved in a file small enough to commit
 
     def identity(self) -> dict[str, Any]:
         """What must agree between a run and its resume."""
@@ -223,7 +224,8 @@ class DreamerTrainRequest:
 class DreamerTrainer(TrainingLoop):
     """The collect / update loop; files as `benchctl train` writes them for every family: the
     checkpoint, `.resume.pt` (weights, optimizers, counters, generator: small enough to commit),
-    `.buffer.pt` (the replay, stays on the machine) and `.log.jsonl`."""
+    `.buffer.pt` (the replay, stays on the machine), `.recent.pt` (its newest episodes, committed) and
+    `.log.jsonl`."""
 
     def __init__(self, request: DreamerTrainRequest):
         self.request, cfg = request, request.config
@@ -245,7 +247,6 @@ class DreamerTrainer(TrainingLoop):
         self.refill_episodes = 0  # episodes to collect before updating again (after a lost buffer)
         self.acting = self._planner(request.planner, request.planner_overrides)
         self.resume_path = resume_path(request.out)
-        self.buffer_path = buffer_path(request.out)
         self.log_path = log_path(request.out)
         self.run_log = RunLog(self.log_path)
 
@@ -263,7 +264,7 @@ class DreamerTrainer(TrainingLoop):
         tmp = out.with_name(out.name + ".tmp")
         save_dreamer(self.net, tmp, self.learner.optimizer_states(), extra={"benchctl": progress})
         os.replace(tmp, out)
-        atomic_save({"step": self.step, "buffer": self.buffer.state()}, self.buffer_path)
+        save_buffer(self.buffer, self.step, out, self.request.recent_buffer_mb)
         atomic_save({"identity": progress["identity"], "step": self.step}, self.resume_path)
 
     def _progress(self) -> dict[str, Any]:
@@ -297,13 +298,21 @@ class DreamerTrainer(TrainingLoop):
             int(progress["updates"]),
         )
         self.run_log.drop_after(self.step)
-        saved = torch.load(self.buffer_path, weights_only=True) if self.buffer_path.exists() else None
-        if saved is not None and int(saved["step"]) == self.step:
-            self.buffer = ReplayBuffer.from_state(saved["buffer"])
-        elif self.step > 0:
-            self.refill_episodes = self.request.config.seed_episodes
-            why = f"no {self.buffer_path.name} from step {self.step}"
-            self.log({"type": "buffer_lost", "step": self.step, "why": why, "refill_episodes": self.refill_episodes})
+        saved = load_buffer(self.request.out, self.step)
+        if saved.buffer is not None:
+            self.buffer = saved.buffer
+        if not saved.complete and self.step > 0:
+            kept = len(self.buffer.episodes)
+            self.refill_episodes = max(0, self.request.config.seed_episodes - kept)
+            self.log(
+                {
+                    "type": "buffer_lost",
+                    "step": self.step,
+                    "why": saved.why,
+                    "kept_episodes": kept,
+                    "refill_episodes": self.refill_episodes,
+                }
+            )
         if restarted:  # a committed copy without its optimizer states (weights only, a third of the size)
             self.log({"type": "optimizers_restarted", "step": self.step, "why": f"{', '.join(restarted)} not saved"})
         return True

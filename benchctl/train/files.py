@@ -9,12 +9,14 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from benchctl.errors import BenchctlError
+from benchctl.train.buffer import ReplayBuffer
 
 try:
     import fcntl
@@ -31,6 +33,12 @@ def resume_path(checkpoint: Path) -> Path:
 def buffer_path(checkpoint: Path) -> Path:
     """The replay buffer: stays on the machine."""
     return checkpoint.with_name(checkpoint.name + ".buffer.pt")
+
+
+def recent_path(checkpoint: Path) -> Path:
+    """The newest episodes of the replay buffer within a few MB: small enough to commit, so another
+    machine continues with recent experience instead of an empty buffer."""
+    return checkpoint.with_name(checkpoint.name + ".recent.pt")
 
 
 def log_path(checkpoint: Path) -> Path:
@@ -88,6 +96,44 @@ def atomic_save(obj: Any, path: Path) -> None:
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def save_buffer(buffer: ReplayBuffer, step: int, checkpoint: Path, recent_mb: float) -> None:
+    """The whole replay buffer beside the checkpoint, and its newest episodes within `recent_mb` MB
+    (no file when not one episode fits: pixel episodes are tens of MB)."""
+    atomic_save({"step": step, "buffer": buffer.state()}, buffer_path(checkpoint))
+    newest = buffer.newest(int(recent_mb * 2**20))
+    if newest.episodes:
+        atomic_save({"step": step, "buffer": newest.state()}, recent_path(checkpoint))
+    else:
+        recent_path(checkpoint).unlink(missing_ok=True)
+
+
+@dataclass
+class SavedBuffer:
+    """What a resumed run has of the replay buffer saved at its step: `buffer` (None when nothing),
+    `complete` (the whole buffer, else its newest episodes or nothing) and `why` (what was lost)."""
+
+    buffer: ReplayBuffer | None
+    complete: bool
+    why: str = ""
+
+
+def load_buffer(checkpoint: Path, step: int) -> SavedBuffer:
+    """The replay buffer saved at `step`: the whole one (`.buffer.pt`, on the machine that trained),
+    else the newest episodes committed beside the checkpoint (`.recent.pt`), else nothing."""
+    whole, recent = buffer_path(checkpoint), recent_path(checkpoint)
+    why = f"no {whole.name}"
+    if whole.exists():
+        saved = torch.load(whole, weights_only=True)
+        if int(saved["step"]) == step:
+            return SavedBuffer(ReplayBuffer.from_state(saved["buffer"]), True)
+        why = f"{whole.name} is from step {int(saved['step'])}, the resume file from {step}"
+    if recent.exists():
+        saved = torch.load(recent, weights_only=True)
+        if int(saved["step"]) == step:
+            return SavedBuffer(ReplayBuffer.from_state(saved["buffer"]), False, f"{why}; kept {recent.name}")
+    return SavedBuffer(None, False, f"{why} (continued from the resume file alone)")
 
 
 def check_identity(resume_path: Path, saved: dict, identity: dict) -> None:

@@ -2,8 +2,9 @@
 
 A queue file (TOML) lists jobs as `benchctl train` arguments. A job's checkpoint goes to
 `checkpoints/queue/<family>/<suite>/<task>-<seed>.pt` unless it names `--out`; its small resume file
-is what gets committed, so any machine continues where the last one stopped (the replay buffer
-is refilled by acting). A job is done when its resume file has reached its `--steps`.
+and the replay buffer's newest episodes (`.recent.pt`) are what gets committed, so any machine
+continues where the last one stopped (the rest of the buffer is refilled by acting). A job is done
+when its resume file has reached its `--steps`.
 """
 
 from __future__ import annotations

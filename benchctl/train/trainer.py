@@ -3,13 +3,15 @@ acting, periodic evaluation, official-format checkpoints and crash-safe resume.
 
 Files: the checkpoint (official format: what other tools load), `<checkpoint>.resume.pt` (model,
 target heads, optimizers, value scale, step, RNG state: small enough to commit), the replay buffer
-in `<checkpoint>.buffer.pt` (large: stays on the machine) and `<checkpoint>.log.jsonl` (one JSON
-line per episode and per evaluation). Every .pt file is written to a temporary name and renamed,
-so a crash leaves the previous save intact.
+in `<checkpoint>.buffer.pt` (large: stays on the machine), its newest episodes in
+`<checkpoint>.recent.pt` (a few MB: committed with the resume file) and `<checkpoint>.log.jsonl` (one
+JSON line per episode and per evaluation). Every .pt file is written to a temporary name and
+renamed, so a crash leaves the previous save intact.
 
-A run continues from `.resume.pt` alone (another machine, a fresh clone): without a buffer saved at
-the same step, it acts with its planner to refill one, updating again once the buffer holds as
-many steps as the seed phase did, and logs the loss of the old buffer.
+A run continues from `.resume.pt` (another machine, a fresh clone): without the whole buffer saved at
+the same step, it starts from the newest episodes of `.recent.pt` (or from nothing), acts with its
+planner until the buffer holds as many steps as the seed phase did, updating again from then on,
+and logs the loss of the rest of the old buffer.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from benchctl.planners.base import make_planner, resolve_config
 from benchctl.suites import Task, make_env
 from benchctl.train.bmpc import BMPCLearner, ReanalyzeConfig, new_bmpc_model
 from benchctl.train.buffer import EpisodeTrace, ReplayBuffer
-from benchctl.train.files import RunLog, atomic_save, buffer_path, check_identity, log_path, resume_path
+from benchctl.train.files import RunLog, atomic_save, check_identity, load_buffer, log_path, resume_path, save_buffer
 from benchctl.train.loop import TrainingLoop
 from benchctl.train.tdmpc2 import TDMPC2Learner, TrainConfig, new_model
 
@@ -53,6 +55,7 @@ class TrainRequest:
     eval_every: int = 10_000
     eval_episodes: int = 10
     save_every: int = 10_000
+    recent_buffer_mb: float = 4.0  # the buffer's newest episodes saved in a file small enough to commit
     buffer_size: int = 1_000_000
     batch_size: int = 256
     reanalyze_interval: int = 10  # BMPC lazy reanalyze: every k-th update (paper Table 6)
@@ -123,7 +126,6 @@ class Trainer(TrainingLoop):
                 "which this planner does not report; use --planner mppi"
             )
         self.resume_path = resume_path(request.out)
-        self.buffer_path = buffer_path(request.out)
         self.refill = 0  # buffer entries needed before updates resume (after a lost buffer)
         self.log_path = log_path(request.out)
         self.run_log = RunLog(self.log_path)
@@ -132,7 +134,7 @@ class Trainer(TrainingLoop):
     # -- persistence ---------------------------------------------------------------------
     def save(self) -> None:
         atomic_save({"model": self.learner.official_state_dict()}, self.request.out)
-        atomic_save({"step": self.step, "buffer": self.buffer.state()}, self.buffer_path)
+        save_buffer(self.buffer, self.step, self.request.out, self.request.recent_buffer_mb)
         atomic_save(
             {
                 "identity": json.dumps(self.request.identity()),
@@ -158,24 +160,24 @@ class Trainer(TrainingLoop):
         self.step, self.episode = int(state["step"]), int(state["episode"])
         self.policy_updates = int(state.get("policy_updates", 0))
         self.run_log.drop_after(self.step)
-        buffer, why = self._saved_buffer(state)
-        if buffer is not None:
-            self.buffer = ReplayBuffer.from_state(buffer)
-        elif self.step > 0:
-            self.refill = min(self.seed_steps, self.buffer.capacity)
-            self.log({"type": "buffer_lost", "step": self.step, "why": why, "refill_steps": self.refill})
-        return True
-
-    def _saved_buffer(self, state: dict) -> tuple[dict | None, str]:
-        """The replay buffer saved with `state` (same step), or (None, why there is none)."""
         if "buffer" in state:  # resume files written before the buffer had a file of its own
-            return state["buffer"], ""
-        if not self.buffer_path.exists():
-            return None, f"no {self.buffer_path.name} (continued from the resume file alone)"
-        saved = torch.load(self.buffer_path, weights_only=True)
-        if int(saved["step"]) != self.step:
-            return None, f"{self.buffer_path.name} is from step {int(saved['step'])}, the resume file from {self.step}"
-        return saved["buffer"], ""
+            self.buffer = ReplayBuffer.from_state(state["buffer"])
+            return True
+        saved = load_buffer(self.request.out, self.step)
+        if saved.buffer is not None:
+            self.buffer = saved.buffer
+        if not saved.complete and self.step > 0:
+            self.refill = min(self.seed_steps, self.buffer.capacity)
+            self.log(
+                {
+                    "type": "buffer_lost",
+                    "step": self.step,
+                    "why": saved.why,
+                    "kept_steps": self.buffer.size,
+                    "refill_steps": max(0, self.refill - self.buffer.size),
+                }
+            )
+        return True
 
     def log(self, record: dict) -> None:
         self.run_log.write(record)
@@ -235,10 +237,14 @@ class Trainer(TrainingLoop):
     def notes(self) -> list[str]:
         if not self.refill:
             return []
-        return [
-            f"no replay buffer saved at step {self.step:,}: acting to refill {self.refill:,} steps before "
-            f"updating again (logged in {self.log_path.name})"
-        ]
+        kept, missing = self.buffer.size, max(0, self.refill - self.buffer.size)
+        if not kept:
+            what = f"acting to refill {missing:,} steps before updating again"
+        elif missing:
+            what = f"kept its newest {kept:,} steps, acting to refill {missing:,} more before updating again"
+        else:
+            what = f"continuing with its newest {kept:,} steps"
+        return [f"no whole replay buffer saved at step {self.step:,}: {what} (logged in {self.log_path.name})"]
 
     def train_episode(self) -> dict:
         """One episode: random actions through the seed phase, then the acting planner; one update per
