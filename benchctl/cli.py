@@ -668,6 +668,7 @@ def _train_dreamer(
 @app.command("queue")
 def queue_command(
     file: Annotated[Path | None, typer.Option(help="queue file [default: checkpoints/queue.toml]")] = None,
+    status: Annotated[bool, typer.Option("--status", help="show where each job stands and exit")] = False,
 ):
     """Run the training queue: its jobs one at a time, at low priority (nice 19, 1 thread); rerun to continue.
     Several runners share one queue: each skips the jobs another is training."""
@@ -678,6 +679,9 @@ def queue_command(
     from benchctl.train.queue import QUEUE_FILE, load_queue
 
     jobs = load_queue(file or QUEUE_FILE)
+    if status:
+        out.print(_queue_table(jobs))
+        return
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     for job in jobs:
         done = job.steps_done()
@@ -698,6 +702,30 @@ def queue_command(
         if code != 0:
             err.print(f"[yellow]warning:[/yellow] {job.label} stopped with exit code {code}; next job")
     out.print(f"queue: {sum(j.steps_done() >= j.steps for j in jobs)} of {len(jobs)} jobs done")
+
+
+def _queue_table(jobs) -> Table:
+    from benchctl.train.queue import job_status
+
+    table = Table(title="benchctl queue: where each job stands (from its resume file and training log)")
+    for column in ("job", "steps saved", "state", "last evaluation (mean return)", "steps/h", "to go"):
+        table.add_column(column, justify="right" if column in ("steps saved", "steps/h", "to go") else "left")
+    for st in map(job_status, jobs):
+        state = "done" if st.done >= st.job.steps else "training" if st.training else "waiting"
+        last = "-"
+        if st.last_eval:
+            scores = {k: v for k, v in st.last_eval.items() if k != "step"}
+            returns = ", ".join(
+                f"{k} {v:.1f}" + (f" ({scores[k + '.success']:.0%} success)" if k + ".success" in scores else "")
+                for k, v in scores.items()
+                if not k.endswith(".success")
+            )
+            last = f"{returns} at {int(st.last_eval['step']):,}"
+        left = max(0, st.job.steps - st.done)
+        to_go = "-" if not left or not st.steps_per_hour else f"{left / st.steps_per_hour:.1f} h"
+        speed = f"{st.steps_per_hour:,.0f}" if st.steps_per_hour else "-"
+        table.add_row(st.job.label, f"{st.done:,} of {st.job.steps:,}", state, last, speed, to_go)
+    return table
 
 
 DEFAULT_PENDULUM = Path("checkpoints/tdmpc2/pendulum/Pendulum-v1-1.pt")

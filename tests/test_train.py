@@ -272,6 +272,7 @@ def test_queue_runs_its_jobs_at_low_priority_and_skips_finished_ones(tmp_path):
     assert torch.load(out.with_name("agent.pt.resume.pt"), weights_only=True)["step"] == 300
     start = json.loads(out.with_name("agent.log.jsonl").read_text().splitlines()[0])
     assert start["type"] == "start" and start["nice"] == 19 and start["machine"]["torch_threads"] == 1
+    assert 0 <= time.time() - start["time"] < 600  # every record is stamped with the wall clock
     again = run_cli("queue", "--file", str(queue))
     assert again.returncode == 0 and "done (300 of 300 steps)" in again.stdout
     assert "queue: 1 of 1 jobs done" in again.stdout
@@ -292,6 +293,7 @@ def test_two_queue_runners_share_a_queue_and_a_locked_checkpoint_refuses_a_secon
     queue = tmp_path / "queue.toml"
     jobs = [f"{small} --steps 100000 --out {first}", f"{small} --steps 100 --out {second}"]  # one seed episode
     queue.write_text("".join(f'[[job]]\nargs = "{args}"\n' for args in jobs))
+    jobs_named = ("first.pt", "second.pt")
     env = dict(os.environ, COLUMNS="200")
     runner = subprocess.Popen(
         [sys.executable, "-m", "benchctl", "queue", "--file", str(queue)],
@@ -311,6 +313,12 @@ def test_two_queue_runners_share_a_queue_and_a_locked_checkpoint_refuses_a_secon
         assert "first.pt: being trained by another runner" in other.stdout
         assert "second.pt: training from step 0 to 100" in other.stdout
         assert torch.load(second.with_name("second.pt.resume.pt"), weights_only=True)["step"] == 100
+        status = run_cli("queue", "--status", "--file", str(queue))  # reads the files, trains nothing
+        assert status.returncode == 0, status.stderr
+        rows = {name: next(line for line in status.stdout.splitlines() if name in line) for name in jobs_named}
+        assert "training" in rows["first.pt"] and "of 100,000" in rows["first.pt"]
+        assert "policy " in rows["first.pt"] and " at 0 " in rows["first.pt"]  # its evaluation at step 0
+        assert "done" in rows["second.pt"] and "100 of 100" in rows["second.pt"] and " at 100 " in rows["second.pt"]
     finally:
         os.killpg(runner.pid, signal.SIGKILL)  # the runner and the training it started
         runner.wait()

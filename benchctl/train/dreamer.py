@@ -354,7 +354,7 @@ class DreamerTrainer(TrainingLoop):
         return action.numpy()
 
     def collect(self, random: bool) -> dict[str, Any]:
-        """One episode into the buffer; returns its log record."""
+        """One episode into the buffer; returns its log record ("seconds": the acting alone)."""
         req, start = self.request, time.perf_counter()
         obs = self.env.reset(episode_seed(req.seed, self.episode))
         self.acting.reset()
@@ -390,11 +390,11 @@ class DreamerTrainer(TrainingLoop):
     def train_episode(self) -> dict:
         """Seed episodes act at random; after them `collect_interval` updates precede each collected
         episode (none while a lost buffer refills)."""
-        cfg = self.request.config
+        cfg, start = self.request.config, time.perf_counter()
         losses: dict[str, float] = {}
         seeding = self.episode < cfg.seed_episodes
         if not seeding and self.refill_episodes == 0:
             losses = self.update()
         record = self.collect(random=seeding) | losses
         self.refill_episodes = max(0, self.refill_episodes - 1)
-        return record
+        return record | {"seconds": time.perf_counter() - start}  # the episode's updates and acting

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -145,7 +146,8 @@ def check_identity(resume_path: Path, saved: dict, identity: dict) -> None:
 
 
 class RunLog:
-    """One JSON line per episode, evaluation and stretch of training (`<checkpoint stem>.log.jsonl`)."""
+    """One JSON line per episode, evaluation and stretch of training (`<checkpoint stem>.log.jsonl`),
+    each stamped with the wall-clock `time` it was written (Unix seconds)."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -153,7 +155,7 @@ class RunLog:
     def write(self, record: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(record | {"time": round(time.time(), 1)}) + "\n")
 
     def drop_after(self, step: int) -> None:
         """Forget the episodes and evaluations past a resumed step: they are run again, and a curve must

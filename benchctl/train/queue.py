@@ -9,6 +9,7 @@ when its resume file has reached its `--steps`.
 
 from __future__ import annotations
 
+import json
 import shlex
 import tomllib
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import torch
 
 from benchctl.errors import BenchctlError
 from benchctl.shipped import SHIPPED_DIR
-from benchctl.train.files import resume_path
+from benchctl.train.files import is_training, log_path, resume_path
 
 QUEUE_FILE = SHIPPED_DIR / "queue.toml"
 QUEUE_DIR = SHIPPED_DIR / "queue"
@@ -42,6 +43,44 @@ class Job:
         if not resume.is_file():
             return 0
         return int(torch.load(resume, weights_only=True, map_location="cpu")["step"])
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """Where a job stands, from its files: steps of the last save, whether a runner trains it now, its
+    last periodic evaluation (`step` and mean return per planner) and its recent speed."""
+
+    job: Job
+    done: int
+    training: bool
+    last_eval: dict[str, float] | None
+    steps_per_hour: float | None  # over the last episodes logged (acting and updating)
+
+
+def job_status(job: Job, recent_episodes: int = 20) -> JobStatus:
+    records = []
+    path = log_path(job.out)
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:  # a line torn by a kill
+                continue
+    evals = [r for r in records if r.get("type") == "eval"]
+    starts = [i for i, r in enumerate(records) if r.get("type") == "start"]
+    stretch = records[starts[-1] if starts else 0 :]  # the last stretch of training: one machine's pace
+    episodes = [r for r in stretch if r.get("type") == "episode"][-recent_episodes:]
+    rate = None
+    if len(episodes) >= 2:
+        if "time" in episodes[0]:  # wall clock: updates, acting and evaluations
+            seconds = episodes[-1]["time"] - episodes[0]["time"]
+        elif _option(list(job.args), "--family") != "dreamer":  # unstamped logs: each episode's training time
+            seconds = sum(r["seconds"] for r in episodes[1:])
+        else:  # unstamped Dreamer records timed the acting alone
+            seconds = 0.0
+        rate = (episodes[-1]["step"] - episodes[0]["step"]) / seconds * 3600 if seconds > 0 else None
+    last = {k: v for k, v in evals[-1].items() if k not in ("type", "time")} if evals else None
+    return JobStatus(job, job.steps_done(), is_training(job.out), last, rate)
 
 
 def _option(args: list[str], name: str, default: str | None = None) -> str | None:
