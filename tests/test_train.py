@@ -273,6 +273,10 @@ def test_queue_runs_its_jobs_at_low_priority_and_skips_finished_ones(tmp_path):
     start = json.loads(out.with_name("agent.log.jsonl").read_text().splitlines()[0])
     assert start["type"] == "start" and start["nice"] == 19 and start["machine"]["torch_threads"] == 1
     assert 0 <= time.time() - start["time"] < 600  # every record is stamped with the wall clock
+    from benchctl.report.curves import logged_evaluations
+
+    evaluations = logged_evaluations(out.with_name("agent.log.jsonl"), "return")  # the stamp is not a score
+    assert set(evaluations["planner"]) == {"policy"} and evaluations["step"].tolist() == [0, 300]
     again = run_cli("queue", "--file", str(queue))
     assert again.returncode == 0 and "done (300 of 300 steps)" in again.stdout
     assert "queue: 1 of 1 jobs done" in again.stdout

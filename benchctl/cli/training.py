@@ -290,14 +290,14 @@ def _queue_table(jobs) -> Table:
     for st in map(job_status, jobs):
         state = "done" if st.done >= st.job.steps else "training" if st.training else "waiting"
         last = "-"
-        if st.last_eval:
-            scores = {k: v for k, v in st.last_eval.items() if k != "step"}
+        if st.last_eval_step is not None:
+            scores = st.last_eval
             returns = ", ".join(
                 f"{k} {v:.1f}" + (f" ({scores[k + '.success']:.0%} success)" if k + ".success" in scores else "")
                 for k, v in scores.items()
                 if not k.endswith(".success")
             )
-            last = f"{returns} at {int(st.last_eval['step']):,}"
+            last = f"{returns} at {st.last_eval_step:,}"
         left = max(0, st.job.steps - st.done)
         to_go = "-" if not left or not st.steps_per_hour else f"{left / st.steps_per_hour:.1f} h"
         speed = f"{st.steps_per_hour:,.0f}" if st.steps_per_hour else "-"

@@ -9,7 +9,6 @@ TD-MPC2 repository publishes one every 100k steps; the figure draws the whole cu
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pandas as pd
 
 from benchctl.report.reference import Reference
 from benchctl.shipped import SHIPPED_DIR, ShippedAgent, load_manifest
-from benchctl.train.files import log_path
+from benchctl.train.files import RECORD_FIELDS, RunLog, log_path
 
 
 @dataclass
@@ -51,15 +50,11 @@ def logged_evaluations(log: Path, metric: str, until: int | None = None) -> pd.D
     """`step`, `planner`, `value` of the log's evaluations (returns, or success rates where `metric`
     is "success"); a line torn by a kill is skipped, evaluations past `until` are left out."""
     rows = []
-    for line in log.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+    for record in RunLog(log).records():
         if record.get("type") != "eval" or (until is not None and int(record["step"]) > until):
             continue
         for key, value in record.items():
-            if key in {"type", "step"} or value is None:
+            if key in RECORD_FIELDS or value is None:
                 continue
             planner, _, kind = key.partition(".")
             if (kind == "success") == (metric == "success"):

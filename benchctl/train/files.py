@@ -145,6 +145,9 @@ def check_identity(resume_path: Path, saved: dict, identity: dict) -> None:
         )
 
 
+RECORD_FIELDS = frozenset({"type", "step", "time"})  # a log record's own fields; an evaluation's others are scores
+
+
 class RunLog:
     """One JSON line per episode, evaluation and stretch of training (`<checkpoint stem>.log.jsonl`),
     each stamped with the wall-clock `time` it was written (Unix seconds)."""
@@ -156,6 +159,18 @@ class RunLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record | {"time": round(time.time(), 1)}) + "\n")
+
+    def records(self) -> list[dict]:
+        """Every record, oldest first (none before the first write); a line torn by a kill is skipped."""
+        if not self.path.is_file():
+            return []
+        records = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return records
 
     def drop_after(self, step: int) -> None:
         """Forget the episodes and evaluations past a resumed step: they are run again, and a curve must

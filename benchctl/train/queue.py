@@ -9,7 +9,6 @@ when its resume file has reached its `--steps`.
 
 from __future__ import annotations
 
-import json
 import shlex
 import tomllib
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import torch
 
 from benchctl.errors import BenchctlError
 from benchctl.shipped import SHIPPED_DIR
-from benchctl.train.files import is_training, log_path, resume_path
+from benchctl.train.files import RECORD_FIELDS, RunLog, is_training, log_path, resume_path
 
 QUEUE_FILE = SHIPPED_DIR / "queue.toml"
 QUEUE_DIR = SHIPPED_DIR / "queue"
@@ -48,24 +47,19 @@ class Job:
 @dataclass(frozen=True)
 class JobStatus:
     """Where a job stands, from its files: steps of the last save, whether a runner trains it now, its
-    last periodic evaluation (`step` and mean return per planner) and its recent speed."""
+    last periodic evaluation (its step and scores: mean return per planner, success rates) and its
+    recent speed."""
 
     job: Job
     done: int
     training: bool
-    last_eval: dict[str, float] | None
+    last_eval_step: int | None
+    last_eval: dict[str, float]
     steps_per_hour: float | None  # over the last episodes logged (acting and updating)
 
 
 def job_status(job: Job, recent_episodes: int = 20) -> JobStatus:
-    records = []
-    path = log_path(job.out)
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:  # a line torn by a kill
-                continue
+    records = RunLog(log_path(job.out)).records()
     evals = [r for r in records if r.get("type") == "eval"]
     starts = [i for i, r in enumerate(records) if r.get("type") == "start"]
     stretch = records[starts[-1] if starts else 0 :]  # the last stretch of training: one machine's pace
@@ -79,8 +73,9 @@ def job_status(job: Job, recent_episodes: int = 20) -> JobStatus:
         else:  # unstamped Dreamer records timed the acting alone
             seconds = 0.0
         rate = (episodes[-1]["step"] - episodes[0]["step"]) / seconds * 3600 if seconds > 0 else None
-    last = {k: v for k, v in evals[-1].items() if k not in ("type", "time")} if evals else None
-    return JobStatus(job, job.steps_done(), is_training(job.out), last, rate)
+    last_step = int(evals[-1]["step"]) if evals else None
+    last = {k: v for k, v in evals[-1].items() if k not in RECORD_FIELDS} if evals else {}
+    return JobStatus(job, job.steps_done(), is_training(job.out), last_step, last, rate)
 
 
 def _option(args: list[str], name: str, default: str | None = None) -> str | None:
