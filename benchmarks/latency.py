@@ -7,9 +7,11 @@ code's arithmetic. The official TD-MPC2 code measured ~570 ms per MPPI step on t
 
 Then MPPI against its GEMM floor (the same matrix products alone, timed alternately), in float32
 and in bfloat16 (`--dtype bfloat16`: torch's autocast), and against the GEMM floor plus the step's
-LayerNorm + Mish alone (float32 in both modes: in bfloat16 they do not shrink).
+LayerNorm + Mish alone (float32 in both modes: in bfloat16 they do not shrink). --fused-bound: the
+bfloat16 floor plus the step's elementwise work with each layer's fused into one compiled pass, the
+least a bfloat16 step can take next to its products.
 
-    python benchmarks/latency.py [--checkpoint PATH] [--threads 2] [--calls 30] [--planners policy,mppi]
+    python benchmarks/latency.py [--checkpoint PATH] [--threads 2] [--calls 30] [--planners policy,mppi] [--fused-bound]
     python benchmarks/latency.py --pixels [--threads 1] [--task cheetah-run]
 
 --pixels: a model-size-5 pixel agent (random weights; conv encoder on 3 stacked 64x64 RGB frames,
@@ -32,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from benchctl.agents import load_checkpoint
-from benchctl.agents.layers import mish
+from benchctl.agents.layers import SimNorm, mish
 from benchctl.evaluate import lower_precision, plan_step
 from benchctl.planners import make_planner, registry, resolve_config
 from benchctl.planners.mppi import MPPIPlanner, effective_iterations
@@ -119,6 +121,57 @@ def activation_floor(model, config) -> Callable[[], None]:
     return step
 
 
+def fused_elementwise(model, config) -> Callable[[], None]:
+    """The elementwise work one MPPI step cannot skip, each part by its fastest implementation here:
+    LayerNorm + Mish of every hidden activation of `activation_floor` and the two-hot decode of each
+    reward and Q head fused into one pass each by torch.compile (inductor: bfloat16 in, float32
+    inside, bfloat16 out, no separate conversions); LayerNorm + SimNorm of each dynamics output as the
+    model runs it (inductor's grouped softmax is slower than SimNorm's transposed one). Added to the
+    bfloat16 GEMM floor it bounds how close to its products a bfloat16 step can come, the planner's own
+    arithmetic aside."""
+    d = model.dims
+    m, n, pi_rows = d.mlp_dim, config.num_samples, config.num_pi_trajs
+    horizon, iterations = config.horizon, effective_iterations(config, d.action_dim)
+    simnorm = SimNorm(d.simnorm_dim)
+
+    def ln_mish(x: torch.Tensor) -> torch.Tensor:
+        y = F.layer_norm(x.float(), x.shape[-1:])
+        e = torch.exp(torch.clamp(y, max=20.0))
+        e = e * (e + 2)
+        return (y - 2 * y / (e + 2)).to(x.dtype)
+
+    def decode(logits: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+        x = (torch.softmax(logits.float(), -1) * bins).sum(-1, keepdim=True)
+        return torch.sign(x) * (torch.exp(torch.abs(x)) - 1)
+
+    def latent_pass(x: torch.Tensor) -> torch.Tensor:
+        return simnorm(F.layer_norm(x.float(), x.shape[-1:]))
+
+    hidden_pass, decode_pass = torch.compile(ln_mish, dynamic=False), torch.compile(decode, dynamic=False)
+    bins = torch.linspace(-10, 10, d.num_bins)
+    hidden, prior_hidden = torch.randn(n, m).bfloat16(), torch.randn(pi_rows, m).bfloat16()
+    latent, prior_latent = torch.randn(n, d.latent_dim).bfloat16(), torch.randn(pi_rows, d.latent_dim).bfloat16()
+    logits = torch.randn(n, d.num_bins).bfloat16()
+
+    def step() -> None:
+        for _ in range(horizon):  # policy trajectories: policy and dynamics MLPs
+            for _ in range(4):
+                hidden_pass(prior_hidden)
+            latent_pass(prior_latent)
+        for _ in range(iterations):
+            for _ in range(horizon):  # dynamics and reward
+                for _ in range(4):
+                    hidden_pass(hidden)
+                latent_pass(latent)
+                decode_pass(logits, bins)
+            for _ in range(6):  # policy and two Q heads
+                hidden_pass(hidden)
+            for _ in range(2):
+                decode_pass(logits, bins)
+
+    return step
+
+
 def time_planner(
     planner, observations: np.ndarray, max_calls: int, budget_s: float, warmup: int = 2, dtype: str = "float32"
 ) -> np.ndarray:
@@ -187,6 +240,11 @@ def main() -> None:
     parser.add_argument("--planners", default=",".join(registry()))
     parser.add_argument("--pixels", action="store_true", help="a model-size-5 pixel agent and the pixel environment")
     parser.add_argument("--task", default="cheetah-run", help="--pixels: a dmc-pixels task")
+    parser.add_argument(
+        "--fused-bound",
+        action="store_true",
+        help="also the bfloat16 GEMM floor plus the elementwise work fused by torch.compile (needs a C++ compiler)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # as the benchctl command does
@@ -215,10 +273,10 @@ def main() -> None:
             f"mppi / reference: {rows['mppi'] / rows['mppi-reference']:.2f}x time "
             f"(target: <= 450 ms; official code ~570 ms here)"
         )
-        gemm_rows(model, observations, args.calls, args.budget)
+        gemm_rows(model, observations, args.calls, args.budget, args.fused_bound)
 
 
-def gemm_rows(model, observations: np.ndarray, calls: int, budget: float) -> None:
+def gemm_rows(model, observations: np.ndarray, calls: int, budget: float, fused: bool = False) -> None:
     """benchctl's MPPI step against the GEMM floor of the same step, float32 and bfloat16, each pair
     timed alternately in this process (the machine's drift hits both)."""
     config = resolve_config("mppi", {})
@@ -238,6 +296,25 @@ def gemm_rows(model, observations: np.ndarray, calls: int, budget: float) -> Non
         mine, products, rest = np.median(ours), np.median(gemm), np.median(act)
         both = mine / (products + rest)
         print(f"{name:<10}{mine:>9.1f}{products:>15.1f}{mine / products:>7.2f}{rest:>12.1f}{both:>15.2f}")
+    if fused:
+        fused_bound(model, config)
+
+
+def fused_bound(model, config, rounds: int = 5) -> None:
+    """The bfloat16 GEMM floor against the floor plus `fused_elementwise`, timed alternately."""
+    floor, elementwise = gemm_floor(model, config, torch.bfloat16), fused_elementwise(model, config)
+    start = time.perf_counter()
+    elementwise()  # compiles each fused pass once
+    print(f"fused elementwise passes compiled in {time.perf_counter() - start:.1f} s")
+    products, rest = [], []
+    for _ in range(rounds):
+        products.append(_ms(floor))
+        rest.append(_ms(elementwise))
+    gemm, fused = np.median(products), np.median(rest)
+    print(
+        f"bfloat16 GEMM floor {gemm:.1f} ms + fused elementwise {fused:.1f} ms = {(gemm + fused) / gemm:.2f}x the "
+        "floor: the least a bfloat16 step can take against its products (goal: mppi <= 1.2x)"
+    )
 
 
 def _ms(step: Callable[[], None], repeats: int = 3) -> float:

@@ -259,12 +259,12 @@ def test_training_continues_from_the_committed_files_with_their_newest_episodes_
 
 
 def test_queue_runs_its_jobs_at_low_priority_and_skips_finished_ones(tmp_path):
-    out = tmp_path / "queue" / "agent.pt"
+    out = tmp_path / "queue" / "agent.pt"  # named relative to the queue file's folder, run from elsewhere
     queue = tmp_path / "queue.toml"
     queue.write_text(
         "[[job]]\n"
         'args = "--task cartpole-swingup --suite smoke --dims 32,32,16 --steps 300 --seed-steps 200 '
-        f'--save-every 100 --eval-every 100000 --eval-episodes 1 --planner policy --out {out}"\n'
+        '--save-every 100 --eval-every 100000 --eval-episodes 1 --planner policy --out=queue/agent.pt"\n'
     )
     proc = run_cli("queue", "--file", str(queue))
     assert proc.returncode == 0, proc.stderr

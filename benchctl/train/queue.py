@@ -1,7 +1,8 @@
 """The background training queue: `benchctl train` invocations run one at a time at low priority.
 
 A queue file (TOML) lists jobs as `benchctl train` arguments. A job's checkpoint goes to
-`checkpoints/queue/<family>/<suite>/<task>-<seed>.pt` unless it names `--out`; its small resume file
+`checkpoints/queue/<family>/<suite>/<task>-<seed>.pt` unless it names `--out` (relative to the queue
+file's folder, so a queue runs the same from any working directory); its small resume file
 and the replay buffer's newest episodes (`.recent.pt`) are what gets committed, so any machine
 continues where the last one stopped (the rest of the buffer is refilled by acting). A job is done
 when its resume file has reached its `--steps`.
@@ -87,6 +88,20 @@ def _option(args: list[str], name: str, default: str | None = None) -> str | Non
     return default
 
 
+def _without_option(args: list[str], name: str) -> list[str]:
+    """args with every `name VALUE` and `name=VALUE` taken out."""
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            kept.append(arg)
+    return kept
+
+
 def load_queue(path: Path = QUEUE_FILE) -> list[Job]:
     """The jobs of a queue file, in order: `[[job]]` tables with `args = "--task ... --suite ..."`."""
     if not path.is_file():
@@ -102,10 +117,9 @@ def load_queue(path: Path = QUEUE_FILE) -> list[Job]:
         if not task or not suite:
             raise BenchctlError(f"{path} job {number}: args must name --task and --suite")
         family, seed = _option(args, "--family") or "tdmpc2", _option(args, "--seed") or "1"
-        out = _option(args, "--out")
-        if out is None:
-            out = str(QUEUE_DIR / family / suite / f"{task}-{seed}.pt")
-            args += ["--out", out]
+        named = _option(args, "--out")
+        out = str(QUEUE_DIR / family / suite / f"{task}-{seed}.pt" if named is None else path.parent / named)
+        args = _without_option(args, "--out") + ["--out", out]
         try:
             steps = int(_option(args, "--steps") or "100000")
         except ValueError:
