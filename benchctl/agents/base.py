@@ -99,6 +99,20 @@ class RecurrentWorldModel(WorldModel, Protocol):
         ...
 
 
+@torch.compiler.disable
+def count_work(model: WorldModel, evals: int = 0, **work: int) -> None:
+    """Add `evals` latent steps to `model.model_evals` and each keyword's rows to `model.work[key]`.
+
+    Kept out of torch.compile's graphs (`benchctl profile --compile`): an integer attribute read
+    while tracing becomes a guard on its value, and a count that grows at every call would
+    recompile the function at every call. Outside compilation it costs under a microsecond."""
+    model.model_evals += evals
+    counts: dict[str, int] | None = getattr(model, "work", None)  # models that count only evals have none
+    if counts is not None:
+        for key, rows in work.items():
+            counts[key] += rows
+
+
 def as_recurrent(model: object) -> RecurrentWorldModel | None:
     """The model as a RecurrentWorldModel when it filters (declares `recurrent = True`), else None."""
     return cast(RecurrentWorldModel, model) if getattr(model, "recurrent", False) else None

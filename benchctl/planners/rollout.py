@@ -13,7 +13,7 @@ from typing import Literal, cast
 import torch
 
 from benchctl import draws
-from benchctl.agents.base import WorldModel
+from benchctl.agents.base import WorldModel, count_work
 from benchctl.draws import Draws
 
 
@@ -220,18 +220,13 @@ def value_and_grad(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(J (N,), dJ/da (H, N, A)) at detached `actions`. Candidates do not interact, so the gradient of
     sum_n J_n gives each candidate its own gradient in one backward pass, counted in `model.work`."""
-    count_backward(model)
+    if model is not None:
+        count_work(model, backward=1)
     x = actions.detach().requires_grad_(True)
     with torch.enable_grad():
         value = objective(x)
         (grad,) = torch.autograd.grad(value.sum(), x)
     return value.detach(), grad
-
-
-def count_backward(model: WorldModel | None) -> None:
-    work = getattr(model, "work", None)
-    if work is not None:
-        work["backward"] += 1
 
 
 @dataclass
