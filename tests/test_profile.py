@@ -64,17 +64,17 @@ def test_a_compiled_model_keeps_its_graphs_while_its_work_counts_grow():
     """`benchctl profile --compile` compiles the model's entry points; the running counts they keep
     (latent steps, policy and value-head rows) must not become guards, or every call would recompile
     until torch gives up and runs eagerly. error_on_recompile turns any recompilation into an error."""
+    from benchctl.analysis.latency import _compiled
     from benchctl.train.tdmpc2 import new_model
 
     torch._dynamo.reset()
-    model = new_model(5, 2, dims=(32, 32, 16)).requires_grad_(False).eval()
-    reward, policy, value = (torch.compile(f, backend="eager") for f in (model.reward, model.policy, model.value))
+    model = _compiled(new_model(5, 2, dims=(32, 32, 16)).requires_grad_(False).eval(), "compile")
     z, a = torch.randn(4, 16), torch.rand(4, 2) * 2 - 1
     with torch._dynamo.config.patch(error_on_recompile=True), torch.inference_mode():
         for _ in range(3):
-            reward(z, a)
-            policy(z, eps=torch.zeros(4, 2))
-            value(z, a)
+            model.step(z, a)
+            model.policy(z, eps=torch.zeros(4, 2))
+            model.value(z, a)
     assert model.model_evals == 12
     assert model.work["policy"] == 12 and model.work["value_heads"] == 3 * model.num_value_heads * 4
     torch._dynamo.reset()

@@ -6,6 +6,7 @@ A the action size. Planners see only this protocol, never observations after `en
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, cast, runtime_checkable
 
@@ -99,18 +100,28 @@ class RecurrentWorldModel(WorldModel, Protocol):
         ...
 
 
-@torch.compiler.disable
-def count_work(model: WorldModel, evals: int = 0, **work: int) -> None:
-    """Add `evals` latent steps to `model.model_evals` and each keyword's rows to `model.work[key]`.
-
-    Kept out of torch.compile's graphs (`benchctl profile --compile`): an integer attribute read
-    while tracing becomes a guard on its value, and a count that grows at every call would
-    recompile the function at every call. Outside compilation it costs under a microsecond."""
+def _add_counts(model: WorldModel, evals: int = 0, **work: int) -> None:
+    """Add `evals` latent steps to `model.model_evals` and each keyword's rows to `model.work[key]`
+    (models that count only latent steps have no `work`)."""
     model.model_evals += evals
-    counts: dict[str, int] | None = getattr(model, "work", None)  # models that count only evals have none
+    counts: dict[str, int] | None = getattr(model, "work", None)
     if counts is not None:
         for key, rows in work.items():
             counts[key] += rows
+
+
+# What models count their work with, called as `base.count_work(...)` so that
+# `keep_counts_out_of_graphs` can swap it for a version torch.compile leaves out of its graphs.
+count_work: Callable[..., None] = _add_counts
+
+
+def keep_counts_out_of_graphs() -> None:
+    """Before compiling a model's methods (`benchctl profile --compile`): count outside the graphs.
+    A count read while tracing becomes a guard on its value, and one that grows at every call would
+    recompile the method at every call until torch gives up and runs it eagerly. Not the default:
+    it imports torch's compiler (~1 s) in every process."""
+    global count_work
+    count_work = torch.compiler.disable(_add_counts)
 
 
 def as_recurrent(model: object) -> RecurrentWorldModel | None:

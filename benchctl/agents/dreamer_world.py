@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from benchctl import draws
-from benchctl.agents.base import count_work
+from benchctl.agents import base
 from benchctl.agents.dreamer import DreamerModel
 from benchctl.draws import Draws
 
@@ -172,7 +172,7 @@ class DreamerWorldModel(nn.Module):
 
     def step(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(z', R(z')) with R(z') (B, 1) the predicted reward of the state reached."""
-        count_work(self, z.shape[0])
+        base.count_work(self, z.shape[0])
         z_next = self.next(z, a)
         return z_next, self.net.reward(*self._split(z_next)).unsqueeze(-1)
 
@@ -182,7 +182,7 @@ class DreamerWorldModel(nn.Module):
 
     def value(self, z: torch.Tensor, a: torch.Tensor | None = None) -> torch.Tensor:
         """v(z): (1, B, 1); the action is ignored."""
-        count_work(self, value_heads=z.shape[0])
+        base.count_work(self, value_heads=z.shape[0])
         return self.net.value(*self._split(z)).reshape(1, -1, 1)
 
     def value_avg(self, z: torch.Tensor, a: torch.Tensor | None = None, generator: Draws | None = None) -> torch.Tensor:
@@ -198,7 +198,7 @@ class DreamerWorldModel(nn.Module):
         explore: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, Z) -> (tanh(mu + std * eps), tanh(mu), log std), each (B, A): the tanh-normal actor."""
-        count_work(self, policy=z.shape[0])
+        base.count_work(self, policy=z.shape[0])
         mu, std = self.net.actor(*self._split(z))
         if eps is None:
             eps = draws.normal(generator, mu.shape, 0, mu.device, mu.dtype)
@@ -207,7 +207,7 @@ class DreamerWorldModel(nn.Module):
     def act(self, z: torch.Tensor, generator: Draws) -> torch.Tensor:
         """Dreamer's evaluation action (B, A): dreamer-pytorch's `get_action(det=True)`, the most likely
         of `mode_samples` tanh-normal samples under the actor's density."""
-        count_work(self, policy=z.shape[0])
+        base.count_work(self, policy=z.shape[0])
         mu, std = self.net.actor(*self._split(z))
         noise = draws.normal(generator, (self.mode_samples, *mu.shape), 1, mu.device, mu.dtype)
         samples = torch.tanh(mu + std * noise)  # (S, B, A)

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from benchctl.agents.base import count_work
+from benchctl.agents import base
 
 G, MASS, LENGTH, DT, MAX_SPEED, MAX_TORQUE = 10.0, 1.0, 1.0, 0.05, 8.0, 2.0
 
@@ -56,14 +56,14 @@ class PendulumModel:
         return torch.stack([torch.atan2(obs[:, 1], obs[:, 0]), obs[:, 2]], dim=1)
 
     def step(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        count_work(self, z.shape[0])
+        base.count_work(self, z.shape[0])
         return dynamics(z, self.max_torque_of(a))
 
     def next(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return dynamics(z, self.max_torque_of(a))[0]
 
     def reward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        count_work(self, z.shape[0])
+        base.count_work(self, z.shape[0])
         return dynamics(z, self.max_torque_of(a))[1]
 
     def value(self, z: torch.Tensor, a: torch.Tensor | None = None) -> torch.Tensor:

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchctl import draws
-from benchctl.agents.base import ModelDims, count_work
+from benchctl.agents import base
+from benchctl.agents.base import ModelDims
 from benchctl.agents.layers import (
     Ensemble,
     NormedLinear,
@@ -107,7 +108,7 @@ class TDMPC2Model(nn.Module):
         return self._dynamics(torch.cat([z, a], dim=-1))
 
     def reward_logits(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        count_work(self, z.shape[0])
+        base.count_work(self, z.shape[0])
         return self._reward(torch.cat([z, a], dim=-1))
 
     def reward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -122,7 +123,7 @@ class TDMPC2Model(nn.Module):
         e * N ... (e + 1) * N - 1 of a (lockstep episodes). Then the latent part of both first layers
         is computed once per start latent instead of once per row.
         """
-        count_work(self, a.shape[0])
+        base.count_work(self, a.shape[0])
         if z.dim() == 3:
             starts = z[:, 0]
         elif z.shape[0] > 1 and z.stride(0) == 0:
@@ -152,7 +153,7 @@ class TDMPC2Model(nn.Module):
         if self.value_uses_action and a is None:
             raise ValueError("Q(z, a) heads need the action a")
         x = torch.cat([z, a], dim=-1) if a is not None and self.value_uses_action else z
-        count_work(self, value_heads=(self.num_value_heads if heads is None else heads.shape[-1]) * z.shape[0])
+        base.count_work(self, value_heads=(self.num_value_heads if heads is None else heads.shape[-1]) * z.shape[0])
         return self._Qs(x, heads)
 
     def value(self, z: torch.Tensor, a: torch.Tensor | None = None) -> torch.Tensor:
@@ -186,7 +187,7 @@ class TDMPC2Model(nn.Module):
 
     def policy_params(self, z: torch.Tensor, explore: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, Z) -> (pre-squash mean mu, log_std), each (B, A)."""
-        count_work(self, policy=z.shape[0])
+        base.count_work(self, policy=z.shape[0])
         mu, raw = self._pi(z).chunk(2, dim=-1)
         low, span = self.log_std_bounds(explore)
         log_std = low + 0.5 * span * (torch.tanh(raw) + 1)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from benchctl.agents.base import as_recurrent
+from benchctl.agents.base import as_recurrent, keep_counts_out_of_graphs
 from benchctl.errors import BenchctlError
 from benchctl.evaluate import lower_precision, plan_step
 from benchctl.planners.base import config_dict, make_planner, resolve_config
@@ -212,6 +212,7 @@ def _synthetic(request: ProfileRequest, size: int, action_dim: int):
 def _compiled(model, mode: str):
     """The model's entry points through torch.compile (cudagraph: mode reduce-overhead)."""
     if mode != "none":
+        keep_counts_out_of_graphs()
         for attr in ("encode", "step", "next", "value_avg", "value", "policy"):
             compile_mode = "reduce-overhead" if mode == "cudagraph" else None
             setattr(model, attr, torch.compile(getattr(model, attr), mode=compile_mode, dynamic=False))

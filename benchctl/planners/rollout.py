@@ -13,7 +13,8 @@ from typing import Literal, cast
 import torch
 
 from benchctl import draws
-from benchctl.agents.base import WorldModel, count_work
+from benchctl.agents import base
+from benchctl.agents.base import WorldModel
 from benchctl.draws import Draws
 
 
@@ -221,7 +222,7 @@ def value_and_grad(
     """(J (N,), dJ/da (H, N, A)) at detached `actions`. Candidates do not interact, so the gradient of
     sum_n J_n gives each candidate its own gradient in one backward pass, counted in `model.work`."""
     if model is not None:
-        count_work(model, backward=1)
+        base.count_work(model, backward=1)
     x = actions.detach().requires_grad_(True)
     with torch.enable_grad():
         value = objective(x)
