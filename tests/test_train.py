@@ -285,6 +285,35 @@ def test_queue_runs_its_jobs_at_low_priority_and_skips_finished_ones(tmp_path):
     assert bad.returncode == 2 and "must name --task and --suite" in bad.stderr
 
 
+def test_a_queue_runner_reads_its_file_again_after_each_job(tmp_path):
+    """A job added to the queue file, or a job's --steps raised, while a runner trains is run by that
+    runner: it reads the file again after each job."""
+    from benchctl.train.files import is_training, resume_path
+
+    small = "--task cartpole-swingup --suite smoke --dims 32,32,16 --seed-steps 100 --save-every 100 "
+    small += "--eval-every 100000 --eval-episodes 1 --planner policy"
+    first, second = tmp_path / "q" / "first.pt", tmp_path / "q" / "second.pt"
+    queue = tmp_path / "queue.toml"
+    queue.write_text(f'[[job]]\nargs = "{small} --steps 300 --out {first}"\n')
+    env = dict(os.environ, COLUMNS="200")
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "benchctl", "queue", "--file", str(queue)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    deadline = time.time() + 300
+    while not is_training(first) and runner.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    queue.write_text(
+        f'[[job]]\nargs = "{small} --steps 400 --out {first}"\n[[job]]\nargs = "{small} --steps 100 --out {second}"\n'
+    )
+    stdout, _ = runner.communicate(timeout=600)
+    assert runner.returncode == 0
+    assert f"{first}: training from step 300 to 400" in stdout
+    assert f"{second}: training from step 0 to 100" in stdout
+    assert "queue: 2 of 2 jobs done" in stdout
+    assert torch.load(resume_path(first), weights_only=True)["step"] == 400
+    assert torch.load(resume_path(second), weights_only=True)["step"] == 100
+
+
 def test_two_queue_runners_share_a_queue_and_a_locked_checkpoint_refuses_a_second_training(tmp_path):
     """Two cores, two runners on one queue file: the second skips the job the first is training and
     takes the next. A `benchctl train` on a checkpoint being trained is refused in one line, and the

@@ -248,26 +248,42 @@ def queue_command(
     status: Annotated[bool, typer.Option("--status", help="show where each job stands and exit")] = False,
 ):
     """Run the training queue: its jobs one at a time, at low priority (nice 19, 1 thread); rerun to continue.
-    Several runners share one queue: each skips the jobs another is training."""
+    Several runners share one queue: each skips the jobs another is training. The file is read again
+    after each job, so jobs added or extended meanwhile are run too."""
     import os
     import subprocess
 
     from benchctl.train.files import is_training
     from benchctl.train.queue import QUEUE_FILE, load_queue
 
-    jobs = load_queue(file or QUEUE_FILE)
+    path = file or QUEUE_FILE
+    jobs = load_queue(path)
     if status:
         out.print(_queue_table(jobs))
         return
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    for job in jobs:
+    said: set[tuple[Path, str]] = set()  # each skip is reported once, not at every reading of the file
+    failed: set[Path] = set()  # jobs that stopped without progress in this run are not started again
+
+    def next_job(jobs):
+        """The first job to train now; each skipped job is reported once per state."""
+        for job in jobs:
+            done = job.steps_done()
+            if job.out in failed:
+                continue
+            if done >= job.steps:
+                state, why = "done", f"done ({done:,} of {job.steps:,} steps)"
+            elif is_training(job.out):
+                state, why = "busy", f"being trained by another runner (at {done:,} of {job.steps:,} steps); next job"
+            else:
+                return job
+            if (job.out, state) not in said:
+                said.add((job.out, state))
+                out.print(f"{job.label}: {why}")
+        return None
+
+    while (job := next_job(jobs)) is not None:
         done = job.steps_done()
-        if done >= job.steps:
-            out.print(f"{job.label}: done ({done:,} of {job.steps:,} steps)")
-            continue
-        if is_training(job.out):
-            out.print(f"{job.label}: being trained by another runner (at {done:,} of {job.steps:,} steps); next job")
-            continue
         out.print(f"{job.label}: training from step {done:,} to {job.steps:,} (nice 19, 1 thread)")
         code = subprocess.call(
             [sys.executable, "-m", "benchctl", "train", *job.args, "--threads", "1"],
@@ -278,6 +294,9 @@ def queue_command(
             raise typer.Exit(INTERRUPTED)
         if code != 0:
             err.print(f"[yellow]warning:[/yellow] {job.label} stopped with exit code {code}; next job")
+        if code != 0 or job.steps_done() <= done:
+            failed.add(job.out)
+        jobs = load_queue(path)  # jobs added or extended while this one ran
     out.print(f"queue: {sum(j.steps_done() >= j.steps for j in jobs)} of {len(jobs)} jobs done")
 
 
