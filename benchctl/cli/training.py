@@ -266,24 +266,24 @@ def queue_command(
     failed: set[Path] = set()  # jobs that stopped without progress in this run are not started again
 
     def next_job(jobs):
-        """The first job to train now; each skipped job is reported once per state."""
+        """The first job to train now and its saved steps; each skipped job is reported once per state."""
         for job in jobs:
-            done = job.steps_done()
             if job.out in failed:
                 continue
+            done = job.steps_done()
             if done >= job.steps:
                 state, why = "done", f"done ({done:,} of {job.steps:,} steps)"
             elif is_training(job.out):
                 state, why = "busy", f"being trained by another runner (at {done:,} of {job.steps:,} steps); next job"
             else:
-                return job
+                return job, done
             if (job.out, state) not in said:
                 said.add((job.out, state))
                 out.print(f"{job.label}: {why}")
-        return None
+        return None, 0
 
-    while (job := next_job(jobs)) is not None:
-        done = job.steps_done()
+    while (picked := next_job(jobs))[0] is not None:
+        job, done = picked
         out.print(f"{job.label}: training from step {done:,} to {job.steps:,} (nice 19, 1 thread)")
         code = subprocess.call(
             [sys.executable, "-m", "benchctl", "train", *job.args, "--threads", "1"],
