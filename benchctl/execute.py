@@ -307,7 +307,7 @@ def _versions() -> dict[str, str | None]:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    return f"{machine.cpu_name()}, {torch.get_num_threads()} threads"
 
 
 @dataclass

@@ -10,6 +10,9 @@ install just before an eval still shows), so it does not decide a flag.
 from __future__ import annotations
 
 import os
+import platform
+from functools import cache
+from pathlib import Path
 
 import numpy as np
 
@@ -36,12 +39,69 @@ def load_average() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+# CPU flags that mean bfloat16 matrix products run in hardware: x86 AVX512-BF16 or AMX-BF16, Arm's
+# BF16 extension. Without them torch's CPU kernels emulate bfloat16 products (about 25x slower than
+# float32 on an AVX2-only AMD EPYC), so `--dtype bfloat16` measures the emulation.
+BFLOAT16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
+
+
+@cache
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's entries of /proc/cpuinfo ({} where there is none: macOS, Windows)."""
+    path = Path("/proc/cpuinfo")
+    if not path.exists():
+        return {}
+    entries: dict[str, str] = {}
+    for line in path.read_text().split("\n\n")[0].splitlines():
+        key, _, value = line.partition(":")
+        entries[key.strip()] = value.strip()
+    return entries
+
+
+def cpu_flags() -> set[str] | None:
+    """The CPU's feature flags (x86 "flags", Arm "Features"), or None where the OS does not list them."""
+    info = _cpuinfo()
+    listed = info.get("flags", info.get("Features"))
+    return set(listed.split()) if listed is not None else None
+
+
+def bfloat16_units() -> bool | None:
+    """Whether this CPU multiplies bfloat16 matrices in hardware; None where that cannot be told."""
+    flags = cpu_flags()
+    return None if flags is None else bool(flags & BFLOAT16_FLAGS)
+
+
+def cpu_name() -> str:
+    """The CPU model and the vector instructions torch's kernels use on it, e.g. "AMD EPYC (AVX2)".
+
+    Latency on the same model name differs with them (a VM may hide the model behind "AMD EPYC"
+    on AVX2 and AVX512 hosts alike, ~3x apart in matrix products), so both name the machine."""
+    import torch
+
+    model = _cpuinfo().get("model name") or platform.processor() or platform.machine()
+    isa = torch.backends.cpu.get_cpu_capability()
+    return f"{model} ({isa}{', bfloat16' if bfloat16_units() else ''})"
+
+
+def bfloat16_warning(dtype: str, device: str) -> str | None:
+    """The line a user planning in bfloat16 on a CPU without bfloat16 units should read, else None."""
+    if dtype != "bfloat16" or not device.startswith("cpu") or bfloat16_units() is not False:
+        return None
+    return (
+        f"--dtype bfloat16: this CPU ({cpu_name()}) has no bfloat16 matrix instructions (AVX512-BF16, AMX or "
+        "Arm BF16); torch emulates them, many times slower than float32: latency measured so says nothing "
+        "about bfloat16 hardware (returns are still bfloat16's)"
+    )
+
+
 def snapshot() -> dict:
     """What the results header records about the machine when a cell starts."""
     import torch
 
     allowed, load = cpus(), os.getloadavg()
     return {
+        "cpu": cpu_name(),
+        "bfloat16_units": bfloat16_units(),
         "cpu_count": os.cpu_count(),
         "affinity": allowed,
         "torch_threads": torch.get_num_threads(),

@@ -18,11 +18,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import platform
 import time
 
 import numpy as np
 import torch
+
+from benchctl.machine import cpu_name
 
 os.environ.setdefault("MUJOCO_GL", "disable")
 
@@ -107,7 +108,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20, help="planning steps per planner and agent")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s)")
+    print(f"{cpu_name()}, torch {torch.__version__}, {args.threads} thread(s)")
 
     pairs = [dmc_pair, metaworld_pair]
     if importlib.util.find_spec("humanoid_bench"):

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +35,7 @@ import torch.nn.functional as F
 from benchctl.agents import load_checkpoint
 from benchctl.agents.layers import SimNorm, mish
 from benchctl.evaluate import lower_precision, plan_step
+from benchctl.machine import bfloat16_units, cpu_name
 from benchctl.planners import make_planner, registry, resolve_config
 from benchctl.planners.mppi import MPPIPlanner, effective_iterations
 from benchctl.runtime import keep_freed_memory
@@ -255,7 +255,7 @@ def main() -> None:
     model.discount = 0.99
     observations = np.random.default_rng(1).standard_normal((64, model.dims.obs_dim)).astype(np.float32)
     print(f"checkpoint: {args.checkpoint.name} ({sum(p.numel() for p in model.parameters()):,} parameters)")
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads")
+    print(f"machine: {cpu_name()}, torch {torch.__version__}, {args.threads} threads")
     print(f"{'planner':<16}{'median ms':>11}{'p95 ms':>10}{'WM evals/step':>15}")
     rows = {}
     planners = [(n, make_planner(n, model, resolve_config(n, {}))) for n in args.planners.split(",")]
@@ -285,7 +285,11 @@ def gemm_rows(model, observations: np.ndarray, calls: int, budget: float, fused:
         "   (goal: ratio <= 1.2)"
     )
     activations = activation_floor(model, config)
-    for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+    dtypes = [("float32", torch.float32), ("bfloat16", torch.bfloat16)]
+    if bfloat16_units() is False:  # emulated bfloat16 products: its rows would time the emulation
+        print(f"bfloat16: skipped, {cpu_name()} has no bfloat16 matrix instructions (torch emulates them)")
+        dtypes, fused = dtypes[:1], False
+    for name, dtype in dtypes:
         planner = make_planner("mppi", lower_precision(copy.deepcopy(model), name), config)
         floor = gemm_floor(model, config, dtype)
         ours, gemm, act = [], [], []

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchctl.machine import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "tdmpc2" / "demo"
@@ -64,7 +65,7 @@ def main() -> None:
     tasks = args.tasks.split(",")
     episodes = len(tasks) * args.episodes
     steps = sum(suite.tasks[t].episode_length for t in tasks) * args.episodes
-    cpu = platform.processor() or platform.machine()
+    cpu = cpu_name()
     print(f"{cpu}, {os.cpu_count()} CPUs; suite {args.suite}, tasks {args.tasks}, {args.episodes} episodes per cell:")
     print(f"{episodes} episodes, {steps} policy steps per run; 1 torch thread per process")
     print(f"{'planner':<10} {'mode':<30} {'wall s':>8} {'episodes/h':>11} {'steps/s':>8} {'speedup':>8}")

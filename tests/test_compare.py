@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchctl import machine
 from benchctl.errors import BenchctlError
 from benchctl.report import reference
 from benchctl.sweep import expand
@@ -347,7 +348,9 @@ def test_training_curves_of_the_shipped_agents_sit_beside_the_official_curve(dem
 
 def test_sweep_takes_evals_precision_and_pixel_options(tmp_path):
     """`sweep` runs its cells as `eval` would: --dtype bfloat16 makes its own run with the dtype in
-    every header; --no-augment is accepted (state agents record no shift); a bad dtype is one line."""
+    every header; --no-augment is accepted (state agents record no shift); a bad dtype is one line.
+    On a CPU without bfloat16 matrix instructions (torch emulates them) the user is warned, and every
+    header says whether the CPU has them."""
     out = tmp_path / "results"
     grid = ["--grid", "dream_mpc.horizon=1,2", "--dtype", "bfloat16", "--no-augment"]
     done = run_cli("sweep", *SMOKE, "--tasks", "cartpole-swingup", "--planner", "dream_mpc", *grid, "--out", str(out))
@@ -356,5 +359,8 @@ def test_sweep_takes_evals_precision_and_pixel_options(tmp_path):
     assert len(found) == 2 and {h["planner_config"]["horizon"] for h, _ in found} == {1, 2}
     assert all(h["dtype"] == "bfloat16" and h["augment"] is None and len(e) == 1 for h, e in found)
     assert {p.relative_to(out).parts[0] for p in out.rglob("seed-*.jsonl")} == {"sweep-tdmpc2-bfloat16"}
+    emulated = machine.bfloat16_units() is False
+    assert ("has no bfloat16 matrix instructions" in " ".join(done.stderr.split())) == emulated
+    assert all(h["machine"]["bfloat16_units"] is not emulated for h, _ in found)
     bad = run_cli("sweep", *SMOKE, "--grid", "dream_mpc.horizon=1,2", "--dtype", "float16", "--out", str(out))
     assert bad.returncode == 2 and bad.stderr.strip().endswith("--dtype float16: choose float32 or bfloat16")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -239,7 +240,13 @@ def test_eval_records_the_machine_and_pins_threads(tmp_path):
     lines = [json.loads(line) for line in next(out.rglob("seed-*.jsonl")).read_text().splitlines()]
     machine = lines[0]["machine"]
     assert machine["torch_threads"] == 1 and machine["affinity"] and len(machine["load_avg"]) == 3
-    assert lines[0]["device_name"].endswith("1 threads")
+    # the CPU by model and the vector instructions torch runs on it (AVX2 and AVX512 hosts of one
+    # model name differ ~3x in matrix products), and whether it multiplies bfloat16 in hardware
+    isa = torch.backends.cpu.get_cpu_capability()
+    assert lines[0]["device_name"] == f"{machine['cpu']}, 1 threads" and f"({isa}" in machine["cpu"]
+    if platform.machine() == "x86_64":  # torch's own detection agrees with the CPU's flags
+        hardware = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        assert machine["bfloat16_units"] == hardware
     assert isinstance(lines[1]["load_avg"], float)
 
 

@@ -7,7 +7,6 @@ Memory: peak CUDA memory allocated during the timed steps, or growth of the proc
 
 from __future__ import annotations
 
-import platform
 import resource
 import time
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import torch
 from benchctl.agents.base import as_recurrent, keep_counts_out_of_graphs
 from benchctl.errors import BenchctlError
 from benchctl.evaluate import lower_precision, plan_step
+from benchctl.machine import cpu_name
 from benchctl.planners.base import config_dict, make_planner, resolve_config
 
 # Which config field each sweep dimension means for each planner (None: the planner has none).
@@ -72,7 +72,7 @@ class Profile:
 def machine(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    return f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 def _rss_mb() -> float:

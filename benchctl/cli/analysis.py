@@ -153,7 +153,7 @@ def profile_command(
         compile_mode=compile_mode,
         calls=calls,
         sweeps=[latency.check_sweep(s) for s in (sweep or [])],
-        dtype=check_dtype(dtype),
+        dtype=check_dtype(dtype, "cuda" if gpu else "cpu"),
     )
     with err.status("timing planners..."):
         result = latency.run_profile(request)

@@ -150,17 +150,22 @@ def summary_table(results) -> Table:
     return table
 
 
-def check_dtype(dtype: str) -> str:
+def check_dtype(dtype: str, device: str) -> str:
+    """`dtype` if it is one of the planning precisions, with a warning where this CPU only emulates it."""
     from benchctl.evaluate import DTYPES
+    from benchctl.machine import bfloat16_warning
 
     if dtype not in DTYPES:
         raise BenchctlError(f"--dtype {dtype}: choose {' or '.join(DTYPES)}")
+    warning = bfloat16_warning(dtype, device)
+    if warning is not None:
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", markup=True, highlight=False)
     return dtype
 
 
-def _dtype_run(default_run: str, dtype: str) -> str:
+def _dtype_run(default_run: str, dtype: str, device: str) -> str:
     """bfloat16 cells are their own run ("tdmpc2-bfloat16/mppi" in reports)."""
-    return default_run if check_dtype(dtype) == "float32" else f"{default_run}-{dtype}"
+    return default_run if check_dtype(dtype, device) == "float32" else f"{default_run}-{dtype}"
 
 
 def _how_episodes_run(request, threads: int | None, batch_episodes: int, dtype: str, augment: bool) -> None:
@@ -257,7 +262,7 @@ def eval_command(
     default_run = f"match-{specs[0].match['slug']}-{{family}}" if match and specs[0].match else "{family}"
     request = _request(
         suite, specs, checkpoints, checkpoint, task, tasks, seeds, episodes, device, out_dir, run,
-        _dtype_run(default_run, dtype),
+        _dtype_run(default_run, dtype, device),
     )  # fmt: skip
     _how_episodes_run(request, threads, batch_episodes, dtype, augment)
     _finish_eval(request, _engine(executor, jobs, address, gpus_per_worker, partition, minutes, out_dir, device))
@@ -328,7 +333,7 @@ def sweep_command(
     err.print(f"sweep: {len(specs)} planner configuration(s) ({points} grid point(s))", markup=False)
     request = _request(
         suite, specs, checkpoints, checkpoint, task, tasks, seeds, episodes, device, out_dir, run,
-        _dtype_run("sweep-{family}", dtype),
+        _dtype_run("sweep-{family}", dtype, device),
     )  # fmt: skip
     _how_episodes_run(request, threads, batch_episodes, dtype, augment)
     _finish_eval(request, _engine(executor, jobs, address, gpus_per_worker, partition, minutes, out_dir, device))
