@@ -10,6 +10,7 @@ import torch
 
 from benchctl.agents import load_checkpoint, load_checkpoint_with_info
 from benchctl.agents.checkpoint import read_state_dict
+from benchctl.agents.verify import TOLERANCE, verify
 from benchctl.errors import BenchctlError
 from tests.conftest import BMPC_MS5, TDMPC2_MS1, TDMPC2_MS5
 
@@ -139,15 +140,20 @@ def test_pixel_checkpoint_reproduces_official_outputs_with_and_without_its_rando
     assert (info.family, info.num_params, d.num_value_heads) == ("tdmpc2", meta["params"], 5)
     data = dict(np.load(reference / f"{TDMPC2_RGB}.outputs.npz"))
     assert data["obs"].dtype == np.uint8
-    inputs = {k: torch.as_tensor(data[k]) for k in ("obs", "action", "eps")}
     assert model.augment  # the official encode() shifts at evaluation too: benchctl's default
-    model.augment = False
-    assert_matches(outputs_of(model, inputs), data)  # z without the shift, the rest from it
+    # z without the shift, z_encode_seed7 with it, the rest from z. The encoder ends in a SimNorm over
+    # logits in the thousands: its float32 round-off (~2e-4 in z) differs between CPUs' convolution
+    # kernels, so z is held to 4x its round-off here; the outputs after it to the fixed 1e-4.
+    checks = {c.output: c for c in verify(model, reference / f"{TDMPC2_RGB}.outputs.npz")}
+    assert set(checks) == set(data) - {"obs", "action", "eps"}
+    assert all(c.ok for c in checks.values()), [c for c in checks.values() if not c.ok]
+    assert all(c.error <= TOLERANCE for k, c in checks.items() if k not in ("z", "z_encode_seed7"))
+    assert max(checks["z"].allowed, checks["z_encode_seed7"].allowed) < 1e-2  # a wrong shift is off by 1
     model.augment = True
     torch.manual_seed(7)
     with torch.no_grad():
-        shifted = model.encode(inputs["obs"])
-    np.testing.assert_allclose(shifted.numpy(), data["z_encode_seed7"], rtol=1e-5, atol=1e-6)
+        shifted = model.encode(torch.as_tensor(data["obs"]))
+    np.testing.assert_allclose(shifted.numpy(), data["z_encode_seed7"], rtol=0, atol=checks["z_encode_seed7"].allowed)
     assert not np.allclose(shifted.numpy(), data["z"], atol=1e-3)  # the shift matters
 
 
@@ -158,7 +164,7 @@ def test_inspect_verify_reports_every_output_and_fails_on_a_wrong_one(reference,
         "inspect", str(reference / f"{TDMPC2_RGB}.pt"), "--verify", str(reference / f"{TDMPC2_RGB}.outputs.npz")
     )
     assert ok.returncode == 0, ok.stderr
-    assert "rgb 9x64x64" in ok.stdout and "all 11 outputs within 0.0001" in ok.stdout
+    assert "rgb 9x64x64" in ok.stdout and "all 11 outputs within their tolerance" in ok.stdout
     assert "z_encode_seed7" in ok.stdout
     data = dict(np.load(reference / f"{TDMPC2_MS5}.outputs.npz"))
     data["z_next"] = data["z_next"] * 1.01  # one output 1% off

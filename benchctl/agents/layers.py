@@ -106,8 +106,8 @@ class RandomShift(nn.Module):
         self.active = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (N, C, H, H) -> (N, C, H, H) float."""
-        x = x.float()
+        """x (N, C, H, H) -> (N, C, H, H) float (float64 stays float64: `inspect --verify` computes in it)."""
+        x = x.to(torch.promote_types(x.dtype, torch.float32))
         if not self.active:
             return x
         n, _, h, w = x.shape
