@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from benchctl.suites import load_suite
 from tests.conftest import REPO, TDMPC2_MS1, need, run_cli
@@ -20,9 +21,15 @@ from tests.test_cli_errors import one_line_error
 
 RGB = "tdmpc2-rgb-custom-walker-run"
 # The shipped pixel agent's `benchctl ship` run (policy, seed 1, 1 thread): its first 2 of 10 episodes
-# returned 112.78 and 86.56 (the 10 range 44-113 from their random starts, so a mean of a few would
-# not pin a regression down; the same episode seeds reproduce them).
-PIXEL_EPISODES, PIXEL_FIRST_EPISODES = 2, 99.669
+# returned 112.78 and 86.56 on an AVX512 CPU (the 10 range 44-113 from their random starts, so a mean
+# of a few would not pin a regression down; the same episode seeds reproduce them). The encoder's
+# float32 round-off differs between the kernels torch runs on AVX512 and AVX2 CPUs (~2e-4 in z), and
+# 500 steps of cheetah-run carry it into other trajectories: on an AVX2-only AMD EPYC the same two
+# episodes return 73.94 and 96.87 (1 or 2 threads alike). Keyed by torch's CPU capability; another
+# CPU is held to the ship run's range.
+PIXEL_EPISODES = 2
+PIXEL_FIRST_EPISODES = {"AVX512": 99.669, "AVX2": 85.405}
+PIXEL_SHIP_RANGE = (44.0, 113.0)
 
 PROTOCOL = r"""
 import json, numpy as np
@@ -194,8 +201,13 @@ def test_eval_runs_out_of_the_box_on_the_shipped_pixel_agent(tmp_path):
     assert header["checkpoint"].endswith(f"checkpoints/{entry['path']}")
     assert header["observations"] == "rgb" and header["augment"] is True
     assert all(e["length"] == 500 and e["render_ms_per_step"] > 0 for e in episodes)
-    mean = float(np.mean([e["return"] for e in episodes]))
-    assert abs(mean - PIXEL_FIRST_EPISODES) <= 0.01 * PIXEL_FIRST_EPISODES  # 1%: another CPU's round-off
+    returns = [e["return"] for e in episodes]
+    measured = PIXEL_FIRST_EPISODES.get(torch.backends.cpu.get_cpu_capability())
+    if measured is not None:  # 1%: round-off of another build of the same kernels
+        assert abs(float(np.mean(returns)) - measured) <= 0.01 * measured, returns
+    else:
+        low, high = PIXEL_SHIP_RANGE
+        assert all(0.9 * low <= r <= 1.1 * high for r in returns), returns
     # MPPI (a small budget: the real search, 2 x 64 x H3 evaluations per step) and Dream-MPC plan in the
     # pixel agent's latent space on real rendered episodes
     proc = run_cli(
