@@ -76,3 +76,16 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
     return subprocess.run(
         [sys.executable, "-m", "benchctl", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env
     )
+
+
+@pytest.fixture(scope="session")
+def twelve_cells(tmp_path_factory) -> Path:
+    """The 12-cell evaluation (tests/twelve_cells.py) run once, uninterrupted, in one process with
+    REFERENCE_EPISODES episodes per cell: the run that the engine, kill and lockstep tests compare
+    theirs with (records are seeded per episode, so its first N episodes are any N-episode run's)."""
+    from tests.twelve_cells import REFERENCE_EPISODES, eval_args
+
+    out = tmp_path_factory.mktemp("twelve-cells")
+    proc = run_cli(*eval_args(out, REFERENCE_EPISODES))
+    assert proc.returncode == 0, proc.stderr
+    return out

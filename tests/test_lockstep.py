@@ -19,7 +19,7 @@ from benchctl.planners.base import make_planner, resolve_config
 from benchctl.store import read_cell
 from benchctl.suites import load_suite, make_env
 from tests.conftest import REPO, need, run_cli
-from tests.test_engines import eval_args, records
+from tests.twelve_cells import CELLS, REFERENCE_EPISODES, eval_args, records
 
 SHIPPED = REPO / "checkpoints" / "tdmpc2" / "demo"
 SMALL = {  # every planner, at budgets small enough for a test
@@ -199,15 +199,15 @@ def cell_returns(out: Path) -> dict[str, np.ndarray]:
     return found
 
 
-def test_twelve_cells_in_lockstep_match_the_sequential_run(tmp_path):
+def test_twelve_cells_in_lockstep_match_the_sequential_run(tmp_path, twelve_cells):
     """`--batch-episodes 4` on the 12-cell evaluation the engine tests run (2 tasks x 6 planners on
     the shipped agents): the same cells and episodes as the sequential run, every record marked
     lockstep, and each cell's mean return within the 95% interval of the sequential mean."""
-    sequential, lockstep = tmp_path / "sequential", tmp_path / "lockstep"
-    assert run_cli(*eval_args(sequential, 4)).returncode == 0
+    assert REFERENCE_EPISODES == 4  # the shared sequential run: 4 episodes per cell, as here
+    sequential, lockstep = twelve_cells, tmp_path / "lockstep"
     proc = run_cli(*eval_args(lockstep, 4, "--batch-episodes", "4"))
     assert proc.returncode == 0, proc.stderr
-    assert records(lockstep).keys() == records(sequential).keys() and len(records(lockstep)) == 48
+    assert records(lockstep).keys() == records(sequential).keys() and len(records(lockstep)) == 4 * CELLS
     for path in lockstep.rglob("seed-*.jsonl"):
         assert all(e["lockstep"] == 4 for e in read_cell(path)[1])
     alone, together = cell_returns(sequential), cell_returns(lockstep)
