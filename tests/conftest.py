@@ -89,3 +89,11 @@ def twelve_cells(tmp_path_factory) -> Path:
     proc = run_cli(*eval_args(out, REFERENCE_EPISODES))
     assert proc.returncode == 0, proc.stderr
     return out
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`-n auto`) a session fixture runs once per worker: the tests that compare
+    with the 12-cell reference run go to one worker (`--dist loadgroup`), which computes it once."""
+    for item in items:
+        if "twelve_cells" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("twelve_cells"))
