@@ -82,18 +82,20 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
 def twelve_cells(tmp_path_factory) -> Path:
     """The 12-cell evaluation (tests/twelve_cells.py) run once, uninterrupted, in one process with
     REFERENCE_EPISODES episodes per cell: the run that the engine, kill and lockstep tests compare
-    theirs with (records are seeded per episode, so its first N episodes are any N-episode run's)."""
+    theirs with (records are seeded per episode, so its first N episodes are any N-episode run's).
+    Session fixtures run once per pytest-xdist worker: this one runs once per test run, in a folder
+    all workers share."""
+    from filelock import FileLock
+
     from tests.twelve_cells import REFERENCE_EPISODES, eval_args
 
-    out = tmp_path_factory.mktemp("twelve-cells")
-    proc = run_cli(*eval_args(out, REFERENCE_EPISODES))
-    assert proc.returncode == 0, proc.stderr
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # under pytest-xdist: once for all workers of this run
+        root = root.parent
+    out, done = root / "twelve-cells", root / "twelve-cells.done"
+    with FileLock(root / "twelve-cells.lock"):  # a second worker waits for the first's run
+        if not done.exists():
+            proc = run_cli(*eval_args(out, REFERENCE_EPISODES))
+            assert proc.returncode == 0, proc.stderr
+            done.touch()
     return out
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`-n auto`) a session fixture runs once per worker: the tests that compare
-    with the 12-cell reference run go to one worker (`--dist loadgroup`), which computes it once."""
-    for item in items:
-        if "twelve_cells" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("twelve_cells"))

@@ -307,8 +307,8 @@ def test_a_queue_runner_reads_its_file_again_after_each_job(tmp_path):
     )
     stdout, _ = runner.communicate(timeout=600)
     assert runner.returncode == 0
-    assert f"{first}: training from step 300 to 400" in stdout
-    assert f"{second}: training from step 0 to 100" in stdout
+    assert "\nq/first.pt: training from step 300 to 400" in stdout
+    assert "\nq/second.pt: training from step 0 to 100" in stdout
     assert "queue: 2 of 2 jobs done" in stdout
     assert torch.load(resume_path(first), weights_only=True)["step"] == 400
     assert torch.load(resume_path(second), weights_only=True)["step"] == 100
@@ -326,7 +326,6 @@ def test_two_queue_runners_share_a_queue_and_a_locked_checkpoint_refuses_a_secon
     queue = tmp_path / "queue.toml"
     jobs = [f"{small} --steps 100000 --out {first}", f"{small} --steps 100 --out {second}"]  # one seed episode
     queue.write_text("".join(f'[[job]]\nargs = "{args}"\n' for args in jobs))
-    jobs_named = ("first.pt", "second.pt")
     env = dict(os.environ, COLUMNS="200")
     runner = subprocess.Popen(
         [sys.executable, "-m", "benchctl", "queue", "--file", str(queue)],
@@ -348,10 +347,11 @@ def test_two_queue_runners_share_a_queue_and_a_locked_checkpoint_refuses_a_secon
         assert torch.load(second.with_name("second.pt.resume.pt"), weights_only=True)["step"] == 100
         status = run_cli("queue", "--status", "--file", str(queue))  # reads the files, trains nothing
         assert status.returncode == 0, status.stderr
-        rows = {name: next(line for line in status.stdout.splitlines() if name in line) for name in jobs_named}
-        assert "training" in rows["first.pt"] and "of 100,000" in rows["first.pt"]
-        assert "policy " in rows["first.pt"] and " at 0 " in rows["first.pt"]  # its evaluation at step 0
-        assert "done" in rows["second.pt"] and "100 of 100" in rows["second.pt"] and " at 100 " in rows["second.pt"]
+        rows = {line.split("│")[1].strip(): line for line in status.stdout.splitlines() if line.startswith("│")}
+        first_row, second_row = rows["q/first.pt"], rows["q/second.pt"]  # named relative to the queue file
+        assert "training" in first_row and "of 100,000" in first_row
+        assert "policy " in first_row and " at 0 " in first_row  # its evaluation at step 0
+        assert "done" in second_row and "100 of 100" in second_row and " at 100 " in second_row
     finally:
         os.killpg(runner.pid, signal.SIGKILL)  # the runner and the training it started
         runner.wait()

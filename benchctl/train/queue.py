@@ -27,15 +27,20 @@ QUEUE_DIR = SHIPPED_DIR / "queue"
 
 @dataclass(frozen=True)
 class Job:
-    """One training: its `benchctl train` arguments (with --out), checkpoint path and target steps."""
+    """One training: its `benchctl train` arguments (with --out), checkpoint path, target steps and
+    the queue file's folder (what its relative paths start from)."""
 
     args: tuple[str, ...]
     out: Path
     steps: int
+    folder: Path
 
     @property
     def label(self) -> str:
-        return str(self.out.relative_to(SHIPPED_DIR)) if SHIPPED_DIR in self.out.parents else str(self.out)
+        """The checkpoint as the queue file names it: relative to the file's folder when inside it (short
+        enough for a table's column), else the whole path."""
+        out, folder = self.out.absolute(), self.folder.absolute()
+        return str(out.relative_to(folder)) if folder in out.parents else str(self.out)
 
     def steps_done(self) -> int:
         """Environment steps of the last save (0 before the first)."""
@@ -124,5 +129,5 @@ def load_queue(path: Path = QUEUE_FILE) -> list[Job]:
             steps = int(_option(args, "--steps") or "100000")
         except ValueError:
             raise BenchctlError(f"{path} job {number}: --steps must be an integer") from None
-        jobs.append(Job(tuple(args), Path(out), steps))
+        jobs.append(Job(tuple(args), Path(out), steps, path.parent))
     return jobs
