@@ -92,9 +92,10 @@ def test_other_versions_are_refused():
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory) -> Path:
-    """A random-weight model_size-1 TD-MPC2 checkpoint in the official format, Meta-World dims."""
+    """A random-weight TD-MPC2 checkpoint in the official format, Meta-World dims (obs 39, action 4),
+    128/128/64 wide as the shipped agents (a third of model_size 1's MPPI time)."""
     path = tmp_path_factory.mktemp("mw") / "button-press-1.pt"
-    learner = TDMPC2Learner(new_model(39, 4, size=1, seed=3), 0.95)
+    learner = TDMPC2Learner(new_model(39, 4, size=None, dims=(128, 128, 64), seed=3), 0.95)
     torch.save({"model": learner.official_state_dict()}, path)
     return path
 
