@@ -20,7 +20,9 @@ SHIPPED_DIR = Path(benchctl.__file__).resolve().parent.parent / "checkpoints"
 MANIFEST_HEADER = """\
 # Agents shipped with benchctl, written by `benchctl ship`. sha256 is of the file; returns are the
 # mean over 10 evaluation episodes (benchctl eval, the agent's seed) of the planner named, measured on
-# the CPU development machine; training_steps are environment steps after action repeat.
+# the CPU development machine; training_steps are environment steps after action repeat; measured_on is
+# the vector instructions torch's kernels used there (its CPU capability): round-off differs between
+# them, enough to move a single episode, so the same returns are only expected on the same capability.
 """
 RETURN_PLANNERS = ("policy", "mppi", "dream_mpc")
 # Per family where it differs: Dreamer's own planners (Dream-MPC App. D) at its Tab. 16 settings. PlaNet's
@@ -43,6 +45,7 @@ class ShippedAgent:
     returns: dict[str, float] = field(default_factory=dict)
     success: dict[str, float] = field(default_factory=dict)  # success rates, suites that score success
     training_options: dict[str, str | int] = field(default_factory=dict)  # non-default trainer / planner settings
+    measured_on: str = ""  # torch's CPU capability when the returns were measured, e.g. "AVX2"
 
 
 def load_manifest(directory: Path | None = None) -> list[ShippedAgent]:
@@ -68,7 +71,7 @@ def write_manifest(agents: list[ShippedAgent], directory: Path | None = None) ->
     path = (directory or SHIPPED_DIR) / "manifest.toml"
     blocks = [MANIFEST_HEADER]
     for agent in sorted(agents, key=lambda a: (a.family, a.suite, a.task, a.seed)):
-        fields = {k: v for k, v in agent.__dict__.items() if v != {} or k == "returns"}
+        fields = {k: v for k, v in agent.__dict__.items() if v not in ({}, "") or k == "returns"}
         if "success" in fields:
             fields["success"] = {k: round(v, 2) for k, v in fields["success"].items()}
         lines = ["[[agent]]"] + [f"{k} = {_toml_value(v)}" for k, v in fields.items()]
@@ -188,6 +191,7 @@ def training_options(run_id: dict) -> dict:
 def record(shipment: Shipment, results: list, root: Path | None = None) -> tuple[ShippedAgent, Path]:
     """Write the measured agent's manifest entry (replacing any for the same file)."""
     import numpy as np
+    import torch
 
     from benchctl.agents import describe_checkpoint
 
@@ -213,6 +217,7 @@ def record(shipment: Shipment, results: list, root: Path | None = None) -> tuple
         returns=returns,
         success=success,
         training_options=training_options(shipment.run_id),
+        measured_on=torch.backends.cpu.get_cpu_capability(),
     )
     agents = [a for a in load_manifest(root) if a.path != entry.path] + [entry]
     return entry, write_manifest(agents, root)
