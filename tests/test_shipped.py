@@ -107,8 +107,9 @@ def test_every_shipped_agent_still_scores_what_its_manifest_says(tmp_path):
     """The long form of the test above (slow: every agent, its manifest's 10 episodes, ~1 min on 2
     cores): each shipped agent's policy on the manifest's episode seeds reproduces its entry, to
     round-off where this machine's kernels are those it was measured with (`measured_on`). Elsewhere
-    round-off alone can move an episode (the BMPC catch agent: one of its 10 episodes 625 on AVX512,
-    234 on AVX2, the other nine equal), so the entry need only lie in this run's 95% interval."""
+    round-off alone can move an episode (the BMPC catch agent on one AVX2 machine: one of its 10
+    episodes 234 with torch's AVX2 kernels, 625 with its plain ones, the other nine equal), so the
+    entry need only lie in this run's 95% interval."""
     manifest = tomllib.loads((CHECKPOINTS / "manifest.toml").read_text())
     here = torch.backends.cpu.get_cpu_capability()
     off = []
