@@ -10,9 +10,9 @@ from tests.conftest import REPO
 
 SHIPPED = REPO / "checkpoints" / "tdmpc2" / "demo"  # cartpole-swingup and reacher-easy: the smoke suite's tasks
 PLANNERS = ["policy", "dream_mpc", "policy_grad_mpc", "grad_mpc", "cem", "smc"]
-CHEAP = [  # small budgets: the point is the cells, not the planners
-    "grad_mpc.candidates=16", "grad_mpc.iterations=2", "cem.candidates=32", "cem.elites=4", "cem.iterations=2",
-    "smc.particles=16", "smc.horizon=3",
+CHEAP = [  # small budgets and horizons: the point is the cells, not the planners
+    "grad_mpc.candidates=16", "grad_mpc.iterations=2", "grad_mpc.horizon=3", "policy_grad_mpc.iterations=2",
+    "cem.candidates=32", "cem.elites=4", "cem.iterations=2", "cem.horizon=3", "smc.particles=16", "smc.horizon=3",
 ]  # fmt: skip
 CELLS = 12
 # Episodes per cell of the uninterrupted run in one process that the session shares (conftest's
