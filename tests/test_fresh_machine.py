@@ -45,6 +45,7 @@ def test_every_command_starts():
         (["eval", "--set"], "'--set' requires an argument"),
         (["report", "--reps", "many"], "'--reps'"),
         (["train", "--steps", "-5", "--task", "cartpole-swingup"], "'--steps'"),
+        (["train", "--task", "cartpole-swingup", "--collect-interval", "10"], "the option is Dreamer's"),
         (["eval", "--unknown-flag"], "No such option"),
     ],
 )

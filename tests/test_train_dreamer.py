@@ -14,13 +14,14 @@ from benchctl.train.dreamer import DreamerLearner, DreamerTrainConfig, DreamerTr
 from tests.conftest import run_cli
 
 SMALL = "64,16,64,64"  # belief, state, hidden, embedding: Tab. 16's shape of network, CPU-test sized
+UPDATES = 25  # updates per collected episode (Tab. 16: 100): what is tested is the cadence, not the learning
 
 
 def train_args(out, steps: int, *extra: str) -> list[str]:
     return [
         "train", "--family", "dreamer", "--task", "cartpole-swingup", "--suite", "smoke", "--dims", SMALL,
         "--steps", str(steps), "--batch-size", "8", "--eval-every", "100000", "--eval-episodes", "1",
-        "--save-every", "500", "--out", str(out), "--threads", "1", *extra,
+        "--save-every", "500", "--collect-interval", str(UPDATES), "--out", str(out), "--threads", "1", *extra,
     ]  # fmt: skip
 
 
@@ -60,7 +61,7 @@ def test_train_writes_a_dreamer_pytorch_checkpoint_that_evaluates_and_resumes(tm
     model = load_dreamer(out)
     assert (model.dims.belief, model.dims.state, model.dims.hidden, model.dims.embedding) == (64, 16, 64, 64)
     progress = blob["benchctl"]  # the checkpoint is the resume point; dreamer-pytorch ignores this entry
-    assert progress["step"] == 800 and progress["updates"] == 3 * 100  # 5 seed episodes, then 100 updates each
+    assert progress["step"] == 800 and progress["updates"] == 3 * UPDATES  # 5 seed episodes, then 3 collected
     resume = out.with_name(out.name + ".resume.pt")
     assert torch.load(resume, weights_only=True)["step"] == 800 and resume.stat().st_size < 10_000
     again = run_cli(*train_args(out, 1000))

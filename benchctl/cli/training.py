@@ -119,6 +119,10 @@ def train_command(
             min=1, max=1_000_000, help="minibatch per update [default: 256; dreamer: 50 chunks] (smaller is faster)"
         ),
     ] = None,
+    collect_interval: Annotated[
+        int | None,
+        typer.Option(min=1, max=1_000_000, help="dreamer: updates per collected episode [default: 100, Tab. 16]"),
+    ] = None,
 ):
     """Train a TD-MPC2, BMPC or Dreamer agent and write its official-format checkpoint; rerunning resumes
     from the last save."""
@@ -134,12 +138,16 @@ def train_command(
     planner = planner or {"bmpc": "mppi", "dreamer": "policy"}.get(family, "dream_mpc")
     task_obj = _find_task(task, suite)
     planner_class(planner)
+    if collect_interval is not None and family != "dreamer":
+        raise BenchctlError(
+            f"--collect-interval: {family} updates once per environment step; the option is Dreamer's, drop it"
+        )
     if family == "dreamer":
         if seed_steps is not None:
             raise BenchctlError("--seed-steps: Dreamer seeds with 5 random episodes (Tab. 16); drop the option")
         _train_dreamer(
             task_obj, dims, steps, seed, planner, parse_set(set_ or []), out_path, eval_every, eval_episodes,
-            save_every, batch_size, recent_buffer_mb,
+            save_every, batch_size, recent_buffer_mb, collect_interval,
         )  # fmt: skip
         return
     dim_tuple = None
@@ -203,7 +211,19 @@ def _run_training(trainer, out_file: Path) -> None:
 
 
 def _train_dreamer(
-    task, dims, steps, seed, planner, overrides, out_path, eval_every, eval_episodes, save_every, batch_size, recent_mb
+    task,
+    dims,
+    steps,
+    seed,
+    planner,
+    overrides,
+    out_path,
+    eval_every,
+    eval_episodes,
+    save_every,
+    batch_size,
+    recent_mb,
+    collect_interval,
 ) -> None:
     """`benchctl train --family dreamer`: dreamer-pytorch's algorithm, its checkpoint format."""
     from dataclasses import replace
@@ -219,7 +239,11 @@ def _train_dreamer(
         )
         sizes = (b, s, h, e)
     resolve_config(planner, overrides)  # a bad --set fails before any work
-    config = DreamerTrainConfig() if batch_size is None else replace(DreamerTrainConfig(), batch_size=batch_size)
+    config = DreamerTrainConfig()
+    if batch_size is not None:
+        config = replace(config, batch_size=batch_size)
+    if collect_interval is not None:
+        config = replace(config, collect_interval=collect_interval)
     out_file = writable_file(
         "--out", out_path or Path("checkpoints") / "dreamer" / task.suite / f"{task.name}-{seed}.pt"
     )
