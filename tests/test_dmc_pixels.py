@@ -156,17 +156,22 @@ def test_a_pixel_agent_trains_resumes_from_uint8_frames_and_evaluates(tmp_path):
     out = tmp_path / "cartpole-swingup_sparse-1.pt"
     args = [
         "train", "--task", "cartpole-swingup_sparse", "--suite", "dmc-pixels", "--dims", "64,64,512",
-        "--seed-steps", "500", "--batch-size", "8", "--save-every", "250", "--eval-every", "100000",
-        "--eval-episodes", "1", "--planner", "policy", "--out", str(out),
-    ]  # fmt: skip
+        "--seed-steps", "500", "--batch-size", "8", "--save-every", "250", "--eval-episodes", "0",
+        "--planner", "policy", "--out", str(out),
+    ]  # fmt: skip  # no evaluations during training: the eval below runs the checkpoint
     first = run_cli(*args, "--steps", "500")  # one random episode (the least), then 500 updates on it
     assert first.returncode == 0, first.stderr
+    assert "final evaluation: none, --eval-episodes 0" in first.stdout
     model, info = load_checkpoint_with_info(out)
     assert info.dims.obs_kind == "rgb" and info.dims.obs_shape == (9, 64, 64) and info.dims.mlp_dim == 64
     buffer = torch.load(out.with_name(out.name + ".buffer.pt"), weights_only=True)["buffer"]
     assert buffer["obs"].dtype == torch.uint8 and tuple(buffer["obs"].shape[1:]) == (9, 64, 64)
     again = run_cli(*args, "--steps", "550")
     assert again.returncode == 0 and "resuming from step 500" in again.stderr, again.stderr
+    records = [
+        json.loads(line) for line in out.with_name("cartpole-swingup_sparse-1.log.jsonl").read_text().splitlines()
+    ]
+    assert not [r for r in records if r["type"] == "eval"] and records[-1]["step"] == 550
     small = run_cli(*args[:-2], "--out", str(tmp_path / "x.pt"), "--steps", "500", "--dims", "64,64,256")
     assert small.returncode == 2 and "pixel agents need latent 512" in small.stderr
     proc = run_cli(

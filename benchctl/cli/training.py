@@ -97,7 +97,9 @@ def train_command(
         typer.Option("--out", help="checkpoint [default: checkpoints/<family>/<suite>/<task>-<seed>.pt]"),
     ] = None,
     eval_every: Annotated[int, typer.Option(min=1, help="steps between evaluations")] = 10_000,
-    eval_episodes: Annotated[int, typer.Option(min=1, max=MAX_EPISODES, help="episodes per evaluation")] = 10,
+    eval_episodes: Annotated[
+        int, typer.Option(min=0, max=MAX_EPISODES, help="episodes per evaluation (0: none, train only)")
+    ] = 10,
     save_every: Annotated[int, typer.Option(min=1, help="steps between saves (resume points)")] = 10_000,
     recent_buffer_mb: Annotated[
         float,
@@ -203,11 +205,8 @@ def _run_training(trainer, out_file: Path) -> None:
             returns = trainer.run(view)
     finally:
         view.stop()
-    out.print(
-        f"checkpoint: {out_file} (final evaluation: "
-        + ", ".join(f"{k} {v:.1f}" for k, v in returns.items())
-        + f"); log: {trainer.log_path}"
-    )
+    final = ", ".join(f"{k} {v:.1f}" for k, v in returns.items()) or "none, --eval-episodes 0"
+    out.print(f"checkpoint: {out_file} (final evaluation: {final}); log: {trainer.log_path}")
 
 
 def _train_dreamer(

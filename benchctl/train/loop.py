@@ -20,8 +20,8 @@ class TrainReporter(Protocol):
 
 
 class TrainingLoop(ABC):
-    """`request` has `steps`, `eval_every`, `save_every` and `out` (the checkpoint path); `step`
-    counts environment steps."""
+    """`request` has `steps`, `eval_every`, `eval_episodes` (0: no evaluations), `save_every` and `out`
+    (the checkpoint path); `step` counts environment steps."""
 
     request: Any
     step: int
@@ -61,8 +61,9 @@ class TrainingLoop(ABC):
         # a resumed run evaluated at its save step before it stopped
         next_eval = (self.step // req.eval_every + (1 if resumed else 0)) * req.eval_every
         next_save = (self.step // req.save_every + 1) * req.save_every
+        evaluating = req.eval_episodes > 0  # 0: train only (evaluate the checkpoint later with `benchctl eval`)
         while self.step < req.steps:
-            if self.step >= next_eval:
+            if evaluating and self.step >= next_eval:
                 self._evaluate(reporter)
                 next_eval += req.eval_every
             if self.step >= next_save:
@@ -71,7 +72,7 @@ class TrainingLoop(ABC):
             record = self.train_episode()
             self.log(record)
             reporter.progress(self.step, record)
-        returns = self._evaluate(reporter)
+        returns = self._evaluate(reporter) if evaluating else {}
         self.save()
         return returns
 
