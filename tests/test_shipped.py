@@ -31,6 +31,7 @@ def test_manifest_matches_the_files_and_every_agent_fits_its_task():
     for entry in manifest["agent"]:
         path = CHECKPOINTS / entry["path"]
         assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"], entry["path"]
+        assert entry.get("measured_on"), f"{entry['path']}: no measured_on (benchctl ship writes it)"
         info = describe_checkpoint(path)
         assert info.family == entry["family"]
         assert set(entry["returns"]) == set(FAMILY_PLANNERS.get(info.family, RETURN_PLANNERS))
@@ -196,8 +197,7 @@ def test_ship_measures_a_trained_agent_and_writes_its_manifest_entry(tmp_path, m
     checkpoint = root / "tdmpc2" / "smoke" / "cartpole-swingup-1.pt"
     trained = run_cli(
         "train", "--task", "cartpole-swingup", "--suite", "smoke", "--dims", "32,32,16", "--steps", "300",
-        "--seed-steps", "200", "--eval-every", "100000", "--eval-episodes", "1", "--planner", "policy",
-        "--out", str(checkpoint),
+        "--seed-steps", "200", "--eval-episodes", "0", "--planner", "policy", "--out", str(checkpoint),
     )  # fmt: skip
     assert trained.returncode == 0, trained.stderr
     monkeypatch.setattr(benchctl.shipped, "SHIPPED_DIR", root)

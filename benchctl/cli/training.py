@@ -238,11 +238,8 @@ def _train_dreamer(
         )
         sizes = (b, s, h, e)
     resolve_config(planner, overrides)  # a bad --set fails before any work
-    config = DreamerTrainConfig()
-    if batch_size is not None:
-        config = replace(config, batch_size=batch_size)
-    if collect_interval is not None:
-        config = replace(config, collect_interval=collect_interval)
+    given = {"batch_size": batch_size, "collect_interval": collect_interval}
+    config = replace(DreamerTrainConfig(), **{k: v for k, v in given.items() if v is not None})
     out_file = writable_file(
         "--out", out_path or Path("checkpoints") / "dreamer" / task.suite / f"{task.name}-{seed}.pt"
     )
