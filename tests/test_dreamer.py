@@ -261,10 +261,13 @@ def test_profile_compares_the_tab_15_planners_on_a_dreamer_agent(cartpole_dreame
     settings: the model evaluations per step are the paper's 120,000 / 120,000 / 10 / 75."""
     proc = run_cli(
         "profile", "--checkpoint", str(cartpole_dreamer), "-p", "cem", "-p", "grad_mpc", "-p", "policy_grad_mpc",
-        "-p", "dream_mpc", "--calls", "3", "--threads", "1", "--out", str(tmp_path),
+        "-p", "dream_mpc", "--calls", "3", "--warmup", "1", "--threads", "1", "--out", str(tmp_path),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    rows = {r["planner"]: r for r in json.loads((tmp_path / "profile.json").read_text())["rows"]}
+    assert "(3 steps after 1 untimed)" in proc.stdout
+    result = json.loads((tmp_path / "profile.json").read_text())
+    assert result["calls"] == 3 and result["warmup"] == 1
+    rows = {r["planner"]: r for r in result["rows"]}
     assert {name: r["model_evals_per_step"] for name, r in rows.items()} == {
         "cem": 120_000, "grad_mpc": 120_000, "policy_grad_mpc": 10, "dream_mpc": 75,
     }  # fmt: skip

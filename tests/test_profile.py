@@ -20,6 +20,8 @@ def test_profile_every_planner_on_the_reference_checkpoints(reference, tmp_path)
         str(reference / f"{BMPC_MS5}.pt"),
         "--calls",
         "3",
+        "--warmup",
+        "1",
         "--sweep",
         "horizon=1,3",
         "--out",
@@ -30,7 +32,7 @@ def test_profile_every_planner_on_the_reference_checkpoints(reference, tmp_path)
     proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "profile.json").read_text())
-    assert result["device"] == "cpu" and "threads" in result["machine"]
+    assert result["device"] == "cpu" and "threads" in result["machine"] and result["warmup"] == 1
     assert {(r["agent"].split(" ")[0], r["planner"]) for r in result["rows"]} == {
         (f"{name}.pt", p) for name in (TDMPC2_MS1, BMPC_MS5) for p in ALL_PLANNERS
     }

@@ -296,9 +296,10 @@ def test_a_queue_runner_reads_its_file_again_after_each_job(tmp_path):
     queue = tmp_path / "queue.toml"
     queue.write_text(f'[[job]]\nargs = "{small} --steps 300 --out {first}"\n')
     env = dict(os.environ, COLUMNS="200")
-    runner = subprocess.Popen(
-        [sys.executable, "-m", "benchctl", "queue", "--file", str(queue)], stdout=subprocess.PIPE, text=True, env=env
-    )
+    runner = subprocess.Popen(  # --nice 0: at nice 19 the trainings starve beside the other tests' processes
+        [sys.executable, "-m", "benchctl", "queue", "--file", str(queue), "--nice", "0"],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
     deadline = time.time() + 300
     while not is_training(first) and runner.poll() is None and time.time() < deadline:
         time.sleep(0.1)
@@ -307,11 +308,14 @@ def test_a_queue_runner_reads_its_file_again_after_each_job(tmp_path):
     )
     stdout, _ = runner.communicate(timeout=600)
     assert runner.returncode == 0
+    assert stdout.startswith("q/first.pt: training from step 0 to 300 (nice 0, 1 thread)\n")
     assert "\nq/first.pt: training from step 300 to 400" in stdout
     assert "\nq/second.pt: training from step 0 to 100" in stdout
     assert "queue: 2 of 2 jobs done" in stdout
     assert torch.load(resume_path(first), weights_only=True)["step"] == 400
     assert torch.load(resume_path(second), weights_only=True)["step"] == 100
+    start = json.loads(first.with_name("first.log.jsonl").read_text().splitlines()[0])
+    assert start["type"] == "start" and start["nice"] == os.nice(0)  # the runner's own niceness, nothing added
 
 
 def test_two_queue_runners_share_a_queue_and_a_locked_checkpoint_refuses_a_second_training(tmp_path):
@@ -328,7 +332,7 @@ def test_two_queue_runners_share_a_queue_and_a_locked_checkpoint_refuses_a_secon
     queue.write_text("".join(f'[[job]]\nargs = "{args}"\n' for args in jobs))
     env = dict(os.environ, COLUMNS="200")
     runner = subprocess.Popen(
-        [sys.executable, "-m", "benchctl", "queue", "--file", str(queue)],
+        [sys.executable, "-m", "benchctl", "queue", "--file", str(queue), "--nice", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
     )  # fmt: skip
     try:
@@ -340,7 +344,7 @@ def test_two_queue_runners_share_a_queue_and_a_locked_checkpoint_refuses_a_secon
         assert refused.returncode == 2, refused.stderr
         assert f"{first} is being trained by pid " in refused.stderr and "pass another --out" in refused.stderr
         assert "Traceback" not in refused.stderr
-        other = run_cli("queue", "--file", str(queue))
+        other = run_cli("queue", "--file", str(queue), "--nice", "0")
         assert other.returncode == 0, other.stderr
         assert "first.pt: being trained by another runner" in other.stdout
         assert "second.pt: training from step 0 to 100" in other.stdout

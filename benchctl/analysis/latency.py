@@ -196,6 +196,7 @@ class ProfileRequest:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     compile_mode: str = "none"  # none, compile (torch.compile) or cudagraph
     calls: int = 200
+    warmup: int = 5  # untimed steps first: lazy allocations, thread pools, compilation (--compile)
     sweeps: list[tuple[str, list[int]]] = field(default_factory=list)
     dtype: str = "float32"  # planning precision (evaluate.precision)
 
@@ -230,7 +231,7 @@ def _observations(dims) -> np.ndarray:
 
 def run_profile(request: ProfileRequest) -> dict:
     """Profile every planner on every agent, then the sweeps. Returns the profile.json content:
-    machine, device, compile, calls, rows (one per agent x planner), sweeps (dimension -> rows)."""
+    machine, device, compile, calls, warmup, rows (one per agent x planner), sweeps (dimension -> rows)."""
     from benchctl.agents import load_checkpoint_with_info
 
     if request.compile_mode not in ("none", "compile", "cudagraph"):
@@ -251,8 +252,9 @@ def run_profile(request: ProfileRequest) -> dict:
         model.discount = 0.99
         for spec in (spec.for_family(family) for spec in request.planners):
             profile = profile_planner(
-                model, spec.name, spec.config, _observations(dims), request.device, request.calls, dtype=request.dtype
-            )
+                model, spec.name, spec.config, _observations(dims), request.device, request.calls, request.warmup,
+                request.dtype,
+            )  # fmt: skip
             rows.append({"agent": label, "family": family} | profile.row())
     sweep_rows: dict[str, list[dict]] = {}
     for dimension, values in request.sweeps:
@@ -273,7 +275,7 @@ def run_profile(request: ProfileRequest) -> dict:
                 if config is None:
                     continue
                 p = profile_planner(
-                    model, name, config, _observations(dims), request.device, max(3, request.calls // 4)
+                    model, name, config, _observations(dims), request.device, max(3, request.calls // 4), request.warmup
                 )
                 sweep_rows.setdefault(dimension, []).append({"value": value} | p.row())
     return {
@@ -282,6 +284,7 @@ def run_profile(request: ProfileRequest) -> dict:
         "compile": request.compile_mode,
         "dtype": request.dtype,
         "calls": request.calls,
+        "warmup": request.warmup,
         "rows": rows,
         "sweeps": sweep_rows,
     }

@@ -118,6 +118,9 @@ def profile_command(
     calls: Annotated[
         int, typer.Option(min=3, max=1_000_000, help="timed planning steps per planner, after warm-up")
     ] = 200,
+    warmup: Annotated[
+        int, typer.Option(min=0, max=1_000_000, help="untimed planning steps per planner before the timed ones")
+    ] = 5,
     sweep: Annotated[
         list[str] | None, typer.Option(help="NAME=v1,v2: candidates, horizon, iterations, action_dim, size")
     ] = None,
@@ -152,6 +155,7 @@ def profile_command(
         device=execute.check_device("cuda" if gpu else "cpu"),
         compile_mode=compile_mode,
         calls=calls,
+        warmup=warmup,
         sweeps=[latency.check_sweep(s) for s in (sweep or [])],
         dtype=check_dtype(dtype, "cuda" if gpu else "cpu"),
     )
@@ -161,7 +165,7 @@ def profile_command(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "profile.json").write_text(json.dumps(result, indent=1))
     figures = [latency_bars(rows, out_dir)] + ([sweep_lines(sweep_rows, out_dir)] if sweep_rows else [])
-    table = Table(title=f"planning latency per step: {result['machine']} ({calls} steps after warm-up)")
+    table = Table(title=f"planning latency per step: {result['machine']} ({calls} steps after {warmup} untimed)")
     for col in ("agent", "planner", "mean ± std ms", "p50", "p95", "p99", "memory MB", "WM evals/step"):
         table.add_column(col, justify="left" if col in ("agent", "planner") else "right", no_wrap=True)
     for r in rows:

@@ -266,9 +266,17 @@ def _train_dreamer(
 def queue_command(
     file: Annotated[Path | None, typer.Option(help="queue file [default: checkpoints/queue.toml]")] = None,
     status: Annotated[bool, typer.Option("--status", help="show where each job stands and exit")] = False,
+    nice: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=19,
+            help="added to the jobs' niceness: 19 lets all other work go first, 0 trains at the runner's priority",
+        ),
+    ] = 19,
 ):
-    """Run the training queue: its jobs one at a time, at low priority (nice 19, 1 thread); rerun to continue.
-    Several runners share one queue: each skips the jobs another is training. The file is read again
+    """Run the training queue: its jobs one at a time, at low priority (nice 19 unless --nice, 1 thread); rerun
+    to continue. Several runners share one queue: each skips the jobs another is training. The file is read again
     after each job, so jobs added or extended meanwhile are run too."""
     import os
     import subprocess
@@ -304,11 +312,11 @@ def queue_command(
 
     while (picked := next_job(jobs))[0] is not None:
         job, done = picked
-        out.print(f"{job.label}: training from step {done:,} to {job.steps:,} (nice 19, 1 thread)")
+        out.print(f"{job.label}: training from step {done:,} to {job.steps:,} (nice {nice}, 1 thread)")
         code = subprocess.call(
             [sys.executable, "-m", "benchctl", "train", *job.args, "--threads", "1"],
             env=env,
-            preexec_fn=lambda: os.nice(19),  # the machine's other work goes first
+            preexec_fn=lambda: os.nice(nice),  # the machine's other work goes first
         )
         if code in (INTERRUPTED, -2):  # Ctrl-C reached the job too
             raise typer.Exit(INTERRUPTED)
