@@ -316,7 +316,7 @@ def queue_command(
         code = subprocess.call(
             [sys.executable, "-m", "benchctl", "train", *job.args, "--threads", "1"],
             env=env,
-            preexec_fn=lambda: os.nice(nice),  # the machine's other work goes first
+            preexec_fn=lambda: os.nice(nice),  # 19 (the default): the machine's other work goes first
         )
         if code in (INTERRUPTED, -2):  # Ctrl-C reached the job too
             raise typer.Exit(INTERRUPTED)
