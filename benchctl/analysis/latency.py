@@ -252,8 +252,8 @@ def run_profile(request: ProfileRequest) -> dict:
         model.discount = 0.99
         for spec in (spec.for_family(family) for spec in request.planners):
             profile = profile_planner(
-                model, spec.name, spec.config, _observations(dims), request.device, request.calls, request.warmup,
-                request.dtype,
+                model, spec.name, spec.config, _observations(dims), request.device, request.calls,
+                warmup=request.warmup, dtype=request.dtype,
             )  # fmt: skip
             rows.append({"agent": label, "family": family} | profile.row())
     sweep_rows: dict[str, list[dict]] = {}
@@ -275,8 +275,9 @@ def run_profile(request: ProfileRequest) -> dict:
                 if config is None:
                     continue
                 p = profile_planner(
-                    model, name, config, _observations(dims), request.device, max(3, request.calls // 4), request.warmup
-                )
+                    model, name, config, _observations(dims), request.device, max(3, request.calls // 4),
+                    warmup=request.warmup,
+                )  # fmt: skip
                 sweep_rows.setdefault(dimension, []).append({"value": value} | p.row())
     return {
         "machine": machine(request.device),

@@ -312,7 +312,8 @@ def queue_command(
 
     while (picked := next_job(jobs))[0] is not None:
         job, done = picked
-        out.print(f"{job.label}: training from step {done:,} to {job.steps:,} (nice {nice}, 1 thread)")
+        job_nice = min(19, os.nice(0) + nice)  # what the job runs at: the runner's own niceness plus --nice
+        out.print(f"{job.label}: training from step {done:,} to {job.steps:,} (nice {job_nice}, 1 thread)")
         code = subprocess.call(
             [sys.executable, "-m", "benchctl", "train", *job.args, "--threads", "1"],
             env=env,
