@@ -16,9 +16,11 @@ import torch
 from benchctl.agents import load_checkpoint_with_info
 from benchctl.suites import load_suite, make_env
 from benchctl.train.buffer import ReplayBuffer
+from benchctl.train.queue import load_queue
 from benchctl.train.tdmpc2 import TDMPC2Learner, TrainConfig, new_model, soft_ce
 from benchctl.train.trainer import Trainer, TrainRequest
 from tests.conftest import TDMPC2_MS1, run_cli
+from tests.test_cli_errors import one_line_error
 
 
 def random_episodes(task, episodes: int, seed: int = 0) -> ReplayBuffer:
@@ -111,20 +113,30 @@ def test_soft_ce_is_the_cross_entropy_against_the_dense_two_hot_target():
 def tiny_request(out, steps: int, **extra) -> TrainRequest:
     """A 32/32/16 agent on the smoke suite's cartpole-swingup (100-step episodes), saved every 200 steps;
     the same run as the CLI arguments of the SIGKILL test."""
-    return TrainRequest(
-        task=load_suite("smoke").task("cartpole-swingup"),
-        out=out,
-        steps=steps,
-        seed=1,
-        size=None,
-        dims=(32, 32, 16),
-        planner="policy",
-        seed_steps=200,
-        save_every=200,
-        eval_every=100_000,
-        eval_episodes=1,
-        **extra,
-    )
+    defaults: dict = {
+        "seed": 1,
+        "size": None,
+        "dims": (32, 32, 16),
+        "planner": "policy",
+        "seed_steps": 200,
+        "save_every": 200,
+        "eval_every": 100_000,
+        "eval_episodes": 1,
+    }
+    return TrainRequest(task=load_suite("smoke").task("cartpole-swingup"), out=out, steps=steps, **(defaults | extra))
+
+
+class Quiet:
+    """A training reporter that keeps the notes and shows nothing."""
+
+    def __init__(self):
+        self.notes: list[str] = []
+
+    def start(self, total, done): ...
+    def progress(self, step, info): ...
+    def evaluation(self, step, returns): ...
+    def note(self, message):
+        self.notes.append(message)
 
 
 def test_sigkill_resumes_from_the_last_save_with_the_same_buffer(tmp_path):
@@ -200,16 +212,6 @@ def test_training_continues_from_the_committed_files_with_their_newest_episodes_
 
     def request(steps: int) -> TrainRequest:
         return tiny_request(out, steps, batch_size=32, recent_buffer_mb=2.5 * episode_bytes / 2**20)
-
-    class Quiet:
-        def __init__(self):
-            self.notes: list[str] = []
-
-        def start(self, total, done): ...
-        def progress(self, step, info): ...
-        def evaluation(self, step, returns): ...
-        def note(self, message):
-            self.notes.append(message)
 
     def log() -> list[dict]:
         return [json.loads(line) for line in out.with_name("agent.log.jsonl").read_text().splitlines()]
@@ -365,3 +367,53 @@ def test_two_queue_runners_share_a_queue_and_a_locked_checkpoint_refuses_a_secon
     assert not is_training(first)
     starts = [json.loads(line) for line in first.with_name("first.log.jsonl").read_text().splitlines()]
     assert sum(r["type"] == "start" for r in starts) == 1  # only the first runner ever trained it
+
+
+def test_a_run_continues_another_runs_checkpoint_acting_with_another_planner(tmp_path):
+    """`--from`: a new run (acting with MPPI) takes over a policy-acting run at its last save, with its
+    weights, optimizers, step, whole replay buffer and log, and trains on from there."""
+    source, out = tmp_path / "policy.pt", tmp_path / "mppi.pt"
+    Trainer(tiny_request(source, 400)).run(Quiet())
+    saved = torch.load(tmp_path / "policy.pt.resume.pt", weights_only=True)
+
+    def request(steps: int) -> TrainRequest:
+        return tiny_request(out, steps, start_from=source, planner="mppi", planner_overrides={"num_samples": "64"})
+
+    taken = Trainer(request(600))
+    assert taken.try_resume() and taken.step == 400 and taken.episode == saved["episode"]
+    for name, value in taken.model.state_dict().items():
+        assert torch.equal(value, saved["model"][name]), name
+    assert taken.learner.optim.state_dict()["state"], "the optimizer's moments came along"
+    assert taken.buffer.size == 4 * 101 and taken.refill == 0  # the whole buffer: no refill
+    assert taken.buffer.capacity == 600 + 6 + 1  # this run's steps (and episode ends), not the source's 405
+
+    Trainer(request(600)).run(Quiet())
+    log = [json.loads(line) for line in (tmp_path / "mppi.log.jsonl").read_text().splitlines()]
+    source_log = [json.loads(line) for line in (tmp_path / "policy.log.jsonl").read_text().splitlines()]
+    assert log[: len(source_log)] == source_log  # its curve begins with the source's, time stamps kept
+    taken_over = [r for r in log if r["type"] == "from"]
+    assert len(taken_over) == 1 and taken_over[0]["step"] == 400 and taken_over[0]["checkpoint"] == "policy.pt"
+    assert taken_over[0]["identity"]["planner"] == "policy"
+    episodes = [r for r in log if r["type"] == "episode"]
+    assert [r["step"] for r in episodes] == [100, 200, 300, 400, 500, 600]
+    assert all(np.isfinite(r["total_loss"]) for r in episodes[-2:])
+    final = torch.load(tmp_path / "mppi.pt.resume.pt", weights_only=True)
+    assert final["step"] == 600 and json.loads(final["identity"])["planner"] == "mppi"
+    # once saved, the run resumes its own files: --from no longer counts
+    assert Trainer(request(600)).try_resume()
+    assert (tmp_path / "mppi.log.jsonl").read_text().count('"type": "from"') == 1
+
+    common = ["train", "--task", "cartpole-swingup", "--suite", "smoke", "--steps", "600", "--from", str(source)]
+    one_line_error(
+        run_cli(*common, "--dims", "32,32,8", "--out", str(tmp_path / "other.pt")),
+        "another run's model",
+        "dims [32, 32, 16] there, [32, 32, 8] here",
+    )
+    one_line_error(
+        run_cli(*common[:-1], str(out.with_name("none.pt")), "--dims", "32,32,16", "--out", str(tmp_path / "x.pt")),
+        "no none.pt.resume.pt beside it",
+    )
+    queue = tmp_path / "queue.toml"
+    queue.write_text('[[job]]\nargs = "--task hopper-hop --suite dmc --from runs/a.pt --out runs/b.pt"\n')
+    args = list(load_queue(queue)[0].args)
+    assert args[args.index("--from") + 1] == str(tmp_path / "runs" / "a.pt")  # relative to the queue file, as --out

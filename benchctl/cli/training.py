@@ -125,6 +125,14 @@ def train_command(
         int | None,
         typer.Option(min=1, max=1_000_000, help="dreamer: updates per collected episode [default: 100, Tab. 16]"),
     ] = None,
+    start_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="continue another run's checkpoint (its last save: weights, optimizers, step, replay buffer and "
+            "log) under this run's --out, e.g. acting with another --planner; used until --out's first save",
+        ),
+    ] = None,
 ):
     """Train a TD-MPC2, BMPC or Dreamer agent and write its official-format checkpoint; rerunning resumes
     from the last save."""
@@ -145,6 +153,8 @@ def train_command(
             f"--collect-interval: {family} updates once per environment step; the option is Dreamer's, drop it"
         )
     if family == "dreamer":
+        if start_from is not None:
+            raise BenchctlError("--from: Dreamer's training continues its own --out only; drop the option")
         if seed_steps is not None:
             raise BenchctlError("--seed-steps: Dreamer seeds with 5 random episodes (Tab. 16); drop the option")
         _train_dreamer(
@@ -180,6 +190,7 @@ def train_command(
         reanalyze_interval=reanalyze_interval,
         reanalyze_sequences=reanalyze_sequences,
         batch_size=batch_size or 256,
+        start_from=start_from,
     )
     _run_training(Trainer(request), out_file)
 

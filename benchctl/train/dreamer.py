@@ -278,6 +278,7 @@ class DreamerTrainer(TrainingLoop):
 
     def try_resume(self) -> bool:
         if not self.resume_path.exists() or not self.request.out.exists():
+            self.run_log.drop_after(-1)  # from scratch: forget the episodes of an attempt killed before its first save
             return False
         blob = torch.load(self.request.out, weights_only=True)
         progress = blob.get("benchctl")
@@ -300,7 +301,9 @@ class DreamerTrainer(TrainingLoop):
         self.run_log.drop_after(self.step)
         saved = load_buffer(self.request.out, self.step)
         if saved.buffer is not None:
+            capacity = self.buffer.capacity
             self.buffer = saved.buffer
+            self.buffer.capacity = max(saved.buffer.capacity, capacity)  # continued to more --steps: keep them all
         if not saved.complete and self.step > 0:
             kept = len(self.buffer.episodes)
             self.refill_episodes = max(0, self.request.config.seed_episodes - kept)

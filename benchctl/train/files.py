@@ -178,17 +178,19 @@ class RunLog:
         a kill mid-write goes."""
         if not self.path.exists():
             return
-        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
-        kept = [line for line in lines if _kept_on_resume(line, step)]
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        kept = [r for r in self.records() if kept_on_resume(r, step)]
         if len(kept) != len(lines):
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text("".join(kept), encoding="utf-8")
-            tmp.replace(self.path)  # atomic: a kill now leaves the old log or the new one
+            self.start_with(kept)
+
+    def start_with(self, records: list[dict]) -> None:
+        """Make `records` (as they are, time stamps included) the whole log."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+        tmp.replace(self.path)  # atomic: a kill now leaves the old log or the new one
 
 
-def _kept_on_resume(line: str, step: int) -> bool:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
-        return False
+def kept_on_resume(record: dict, step: int) -> bool:
+    """Whether a log record stays when training resumes at `step`: not an episode or evaluation past it."""
     return not (record.get("type") in {"episode", "eval"} and int(record.get("step", 0)) > step)

@@ -2,7 +2,7 @@
 
 A queue file (TOML) lists jobs as `benchctl train` arguments. A job's checkpoint goes to
 `checkpoints/queue/<family>/<suite>/<task>-<seed>.pt` unless it names `--out` (relative to the queue
-file's folder, so a queue runs the same from any working directory); its small resume file
+file's folder, so a queue runs the same from any working directory, as is `--from`); its small resume file
 and the replay buffer's newest episodes (`.recent.pt`) are what gets committed, so any machine
 continues where the last one stopped (the rest of the buffer is refilled by acting). A job is done
 when its resume file has reached its `--steps`.
@@ -125,6 +125,9 @@ def load_queue(path: Path = QUEUE_FILE) -> list[Job]:
         named = _option(args, "--out")
         out = str(QUEUE_DIR / family / suite / f"{task}-{seed}.pt" if named is None else path.parent / named)
         args = _without_option(args, "--out") + ["--out", out]
+        source = _option(args, "--from")
+        if source is not None:  # another run's checkpoint, named as --out is
+            args = _without_option(args, "--from") + ["--from", str(path.parent / source)]
         try:
             steps = int(_option(args, "--steps") or "100000")
         except ValueError:

@@ -17,6 +17,7 @@ and logs the loss of the rest of the old buffer.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,17 @@ from benchctl.planners.base import make_planner, resolve_config
 from benchctl.suites import Task, make_env
 from benchctl.train.bmpc import BMPCLearner, ReanalyzeConfig, new_bmpc_model
 from benchctl.train.buffer import EpisodeTrace, ReplayBuffer
-from benchctl.train.files import RunLog, atomic_save, check_identity, load_buffer, log_path, resume_path, save_buffer
+from benchctl.train.files import (
+    RunLog,
+    SavedBuffer,
+    atomic_save,
+    check_identity,
+    kept_on_resume,
+    load_buffer,
+    log_path,
+    resume_path,
+    save_buffer,
+)
 from benchctl.train.loop import TrainingLoop
 from benchctl.train.tdmpc2 import TDMPC2Learner, TrainConfig, new_model
 
@@ -60,6 +71,7 @@ class TrainRequest:
     batch_size: int = 256
     reanalyze_interval: int = 10  # BMPC lazy reanalyze: every k-th update (paper Table 6)
     reanalyze_sequences: int = 20  # BMPC lazy reanalyze: windows replanned (x H observations)
+    start_from: Path | None = None  # another run's checkpoint to continue from (before this run's first save)
 
     def identity(self) -> dict[str, Any]:
         """What must agree between a run and its resume."""
@@ -113,7 +125,9 @@ class Trainer(TrainingLoop):
         if self.imitates:
             self.learner.reanalyze_cfg = ReanalyzeConfig(request.reanalyze_interval, request.reanalyze_sequences)
         self.policy_updates = 0  # BMPC's lazy-reanalyze counter (updates after pretraining)
-        self.buffer = ReplayBuffer(min(request.buffer_size, request.steps + request.steps // task.episode_length + 1))
+        # every step of the run, as the official min(buffer_size, steps), in entries (L + 1 per episode)
+        self.buffer_capacity = min(request.buffer_size, request.steps + request.steps // task.episode_length + 1)
+        self.buffer = ReplayBuffer(self.buffer_capacity)
         self.generator = torch.Generator().manual_seed(request.seed)
         self.step, self.episode = 0, 0
         self.last_losses: dict[str, float] = {}  # the latest update's losses, logged with each episode
@@ -149,23 +163,67 @@ class Trainer(TrainingLoop):
         )
 
     def try_resume(self) -> bool:
-        if not self.resume_path.exists():
+        """Continue this run from its last save, or else another run's (`start_from`), if any."""
+        if self.resume_path.exists():
+            state = torch.load(self.resume_path, weights_only=True)
+            check_identity(self.resume_path, self._identity_of(state), self.request.identity())
+            saved = self._load(state, self.request.out)
+            self.run_log.drop_after(self.step)
+        elif self.request.start_from is not None:
+            saved = self._start_from(Path(self.request.start_from))
+        else:  # from scratch: forget the episodes of an attempt killed before its first save
+            self.run_log.drop_after(-1)
             return False
-        state = torch.load(self.resume_path, weights_only=True)
-        saved = {"family": "tdmpc2"} | json.loads(state["identity"])  # files from before BMPC training
-        check_identity(self.resume_path, saved, self.request.identity())
+        self._log_lost_buffer(saved)
+        return True
+
+    @staticmethod
+    def _identity_of(state: dict) -> dict:
+        return {"family": "tdmpc2"} | json.loads(state["identity"])  # files from before BMPC training
+
+    def _start_from(self, source: Path) -> SavedBuffer:
+        """Take over another run at its last save: weights, optimizers, value scale, generator, step and
+        saved replay buffer; its log up to that step becomes this run's (a run killed before its first
+        save starts over). The runs may differ only in what leaves the model as it is: the acting
+        planner and its options, BMPC's reanalysis, the batch size."""
+        source_resume = resume_path(source)
+        if not source_resume.is_file():
+            raise BenchctlError(
+                f"--from {source}: no {source_resume.name} beside it; pass a checkpoint that `benchctl train` saved"
+            )
+        state = torch.load(source_resume, weights_only=True)
+        theirs, ours = self._identity_of(state), json.loads(json.dumps(self.request.identity()))
+        differ = [k for k in ("family", "task", "seed", "size", "dims") if theirs.get(k) != ours.get(k)]
+        if differ:
+            what = ", ".join(f"{k} {theirs.get(k)} there, {ours.get(k)} here" for k in differ)
+            raise BenchctlError(f"--from {source}: another run's model ({what}); give its --task, --seed and dims")
+        saved = self._load(state, source)
+        records = RunLog(log_path(source)).records()
+        self.run_log.start_with([r for r in records if kept_on_resume(r, self.step)])
+        where = os.path.relpath(source.absolute(), self.log_path.parent.absolute())  # the same on any machine
+        self.log({"type": "from", "step": self.step, "checkpoint": where, "identity": theirs})
+        return saved
+
+    def _load(self, state: dict, checkpoint: Path) -> SavedBuffer:
+        """Model, optimizers, generator, counters and the replay buffer saved with them (a resume file's
+        `state`, written beside `checkpoint`); returns what there was of the buffer."""
         self.model.load_state_dict(state["model"])
         self.learner.load_resume_state(state["learner"])
         self.generator.set_state(state["generator"])
         self.step, self.episode = int(state["step"]), int(state["episode"])
         self.policy_updates = int(state.get("policy_updates", 0))
-        self.run_log.drop_after(self.step)
         if "buffer" in state:  # resume files written before the buffer had a file of its own
-            self.buffer = ReplayBuffer.from_state(state["buffer"])
-            return True
-        saved = load_buffer(self.request.out, self.step)
+            saved = SavedBuffer(ReplayBuffer.from_state(state["buffer"]), True)
+        else:
+            saved = load_buffer(checkpoint, self.step)
         if saved.buffer is not None:
             self.buffer = saved.buffer
+            # a run continued to more --steps than it began with keeps them all
+            self.buffer.capacity = max(self.buffer.capacity, self.buffer_capacity)
+        return saved
+
+    def _log_lost_buffer(self, saved: SavedBuffer) -> None:
+        """Without the whole saved buffer, act to refill the seed phase's worth before updating again."""
         if not saved.complete and self.step > 0:
             self.refill = min(self.seed_steps, self.buffer.capacity)
             self.log(
@@ -177,7 +235,6 @@ class Trainer(TrainingLoop):
                     "refill_steps": max(0, self.refill - self.buffer.size),
                 }
             )
-        return True
 
     def log(self, record: dict) -> None:
         self.run_log.write(record)
