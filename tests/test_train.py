@@ -414,6 +414,7 @@ def test_a_run_continues_another_runs_checkpoint_acting_with_another_planner(tmp
         "no none.pt.resume.pt beside it",
     )
     queue = tmp_path / "queue.toml"
-    queue.write_text('[[job]]\nargs = "--task hopper-hop --suite dmc --from runs/a.pt --out runs/b.pt"\n')
-    args = list(load_queue(queue)[0].args)
-    assert args[args.index("--from") + 1] == str(tmp_path / "runs" / "a.pt")  # relative to the queue file, as --out
+    queue.write_text('[[job]]\nargs = "--task cartpole-swingup --suite smoke --from policy.pt --out runs/b.pt"\n')
+    job = load_queue(queue)[0]
+    assert job.args[job.args.index("--from") + 1] == str(source)  # relative to the queue file, as --out is
+    assert job.steps_done() == 400  # before its first save, the queue counts from where it continues

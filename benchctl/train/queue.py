@@ -43,8 +43,12 @@ class Job:
         return str(out.relative_to(folder)) if folder in out.parents else str(self.out)
 
     def steps_done(self) -> int:
-        """Environment steps of the last save (0 before the first)."""
+        """Environment steps of the last save; before the first, those of the run it continues (`--from`)
+        or 0."""
         resume = resume_path(self.out)
+        source = _option(list(self.args), "--from")
+        if not resume.is_file() and source is not None:
+            resume = resume_path(Path(source))
         if not resume.is_file():
             return 0
         return int(torch.load(resume, weights_only=True, map_location="cpu")["step"])
