@@ -200,7 +200,9 @@ class Trainer(TrainingLoop):
         saved = self._load(state, source)
         records = RunLog(log_path(source)).records()
         self.run_log.start_with([r for r in records if kept_on_resume(r, self.step)])
-        where = os.path.relpath(source.absolute(), self.log_path.parent.absolute())  # the same on any machine
+        # beside or below this run's log: named from there, the same on any machine; else as given
+        where = os.path.relpath(source.absolute(), self.log_path.parent.absolute())
+        where = str(source) if where.startswith("..") else where
         self.log({"type": "from", "step": self.step, "checkpoint": where, "identity": theirs})
         return saved
 
