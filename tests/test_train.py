@@ -373,8 +373,16 @@ def test_a_run_continues_another_runs_checkpoint_acting_with_another_planner(tmp
     """`--from`: a new run (acting with MPPI) takes over a policy-acting run at its last save, with its
     weights, optimizers, step, whole replay buffer and log, and trains on from there."""
     source, out = tmp_path / "policy.pt", tmp_path / "mppi.pt"
+    killed = [{"type": "start", "step": 0}, {"type": "eval", "step": 0, "policy": -1.0}]
+    killed.append({"type": "episode", "step": 100})
+    (tmp_path / "policy.log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in killed))  # before any save
     Trainer(tiny_request(source, 400)).run(Quiet())
     saved = torch.load(tmp_path / "policy.pt.resume.pt", weights_only=True)
+    source_log = [json.loads(line) for line in (tmp_path / "policy.log.jsonl").read_text().splitlines()]
+    # a fresh start forgets the killed attempt's episodes and evaluation; its start stays, as history
+    assert [r["step"] for r in source_log if r["type"] == "episode"] == [100, 200, 300, 400]
+    assert [r["policy"] == -1.0 for r in source_log if r["type"] == "eval"] == [False, False]  # at 0 and 400
+    assert [r["type"] for r in source_log].count("start") == 2
 
     def request(steps: int) -> TrainRequest:
         return tiny_request(out, steps, start_from=source, planner="mppi", planner_overrides={"num_samples": "64"})
@@ -389,7 +397,6 @@ def test_a_run_continues_another_runs_checkpoint_acting_with_another_planner(tmp
 
     Trainer(request(600)).run(Quiet())
     log = [json.loads(line) for line in (tmp_path / "mppi.log.jsonl").read_text().splitlines()]
-    source_log = [json.loads(line) for line in (tmp_path / "policy.log.jsonl").read_text().splitlines()]
     assert log[: len(source_log)] == source_log  # its curve begins with the source's, time stamps kept
     taken_over = [r for r in log if r["type"] == "from"]
     assert len(taken_over) == 1 and taken_over[0]["step"] == 400 and taken_over[0]["checkpoint"] == "policy.pt"
