@@ -138,8 +138,10 @@ class ReplayBuffer:
         return state
 
     @classmethod
-    def from_state(cls, state: dict) -> ReplayBuffer:
-        buffer = cls(int(state["capacity"]))
+    def from_state(cls, state: dict, capacity: int = 0) -> ReplayBuffer:
+        """The buffer `state()` saved, holding at least `capacity` entries (a run continued to more steps
+        than it began with keeps them all)."""
+        buffer = cls(max(int(state["capacity"]), capacity))
         extras = [k for k in state if k.startswith("extra.")]
         o = a = 0
         for length in state["lengths"].tolist():

@@ -299,11 +299,9 @@ class DreamerTrainer(TrainingLoop):
             int(progress["updates"]),
         )
         self.run_log.drop_after(self.step)
-        saved = load_buffer(self.request.out, self.step)
+        saved = load_buffer(self.request.out, self.step, self.buffer.capacity)  # grown to this run's --steps
         if saved.buffer is not None:
-            capacity = self.buffer.capacity
             self.buffer = saved.buffer
-            self.buffer.capacity = max(saved.buffer.capacity, capacity)  # continued to more --steps: keep them all
         if not saved.complete and self.step > 0:
             kept = len(self.buffer.episodes)
             self.refill_episodes = max(0, self.request.config.seed_episodes - kept)

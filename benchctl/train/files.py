@@ -120,20 +120,21 @@ class SavedBuffer:
     why: str = ""
 
 
-def load_buffer(checkpoint: Path, step: int) -> SavedBuffer:
+def load_buffer(checkpoint: Path, step: int, capacity: int = 0) -> SavedBuffer:
     """The replay buffer saved at `step`: the whole one (`.buffer.pt`, on the machine that trained),
-    else the newest episodes committed beside the checkpoint (`.recent.pt`), else nothing."""
+    else the newest episodes committed beside the checkpoint (`.recent.pt`), else nothing; it holds at
+    least `capacity` entries."""
     whole, recent = buffer_path(checkpoint), recent_path(checkpoint)
     why = f"no {whole.name}"
     if whole.exists():
         saved = torch.load(whole, weights_only=True)
         if int(saved["step"]) == step:
-            return SavedBuffer(ReplayBuffer.from_state(saved["buffer"]), True)
+            return SavedBuffer(ReplayBuffer.from_state(saved["buffer"], capacity), True)
         why = f"{whole.name} is from step {int(saved['step'])}, the resume file from {step}"
     if recent.exists():
         saved = torch.load(recent, weights_only=True)
         if int(saved["step"]) == step:
-            return SavedBuffer(ReplayBuffer.from_state(saved["buffer"]), False, f"{why}; kept {recent.name}")
+            return SavedBuffer(ReplayBuffer.from_state(saved["buffer"], capacity), False, f"{why}; kept {recent.name}")
     return SavedBuffer(None, False, f"{why} (continued from the resume file alone)")
 
 
@@ -162,24 +163,17 @@ class RunLog:
 
     def records(self) -> list[dict]:
         """Every record, oldest first (none before the first write); a line torn by a kill is skipped."""
-        if not self.path.is_file():
-            return []
-        records = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return records
+        return _parsed(self._lines())
+
+    def _lines(self) -> list[str]:
+        return self.path.read_text(encoding="utf-8").splitlines() if self.path.is_file() else []
 
     def drop_after(self, step: int) -> None:
         """Forget the episodes and evaluations past a resumed step: they are run again, and a curve must
         not count them twice. Other records (starts, lost buffers) are history and stay; a line torn by
         a kill mid-write goes."""
-        if not self.path.exists():
-            return
-        lines = self.path.read_text(encoding="utf-8").splitlines()
-        kept = [r for r in self.records() if kept_on_resume(r, step)]
+        lines = self._lines()
+        kept = [r for r in _parsed(lines) if kept_on_resume(r, step)]
         if len(kept) != len(lines):
             self.start_with(kept)
 
@@ -189,6 +183,17 @@ class RunLog:
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
         tmp.replace(self.path)  # atomic: a kill now leaves the old log or the new one
+
+
+def _parsed(lines: list[str]) -> list[dict]:
+    """The records of log lines; a line torn by a kill is skipped."""
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
 
 
 def kept_on_resume(record: dict, step: int) -> bool:

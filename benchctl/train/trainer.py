@@ -126,8 +126,7 @@ class Trainer(TrainingLoop):
             self.learner.reanalyze_cfg = ReanalyzeConfig(request.reanalyze_interval, request.reanalyze_sequences)
         self.policy_updates = 0  # BMPC's lazy-reanalyze counter (updates after pretraining)
         # every step of the run, as the official min(buffer_size, steps), in entries (L + 1 per episode)
-        self.buffer_capacity = min(request.buffer_size, request.steps + request.steps // task.episode_length + 1)
-        self.buffer = ReplayBuffer(self.buffer_capacity)
+        self.buffer = ReplayBuffer(min(request.buffer_size, request.steps + request.steps // task.episode_length + 1))
         self.generator = torch.Generator().manual_seed(request.seed)
         self.step, self.episode = 0, 0
         self.last_losses: dict[str, float] = {}  # the latest update's losses, logged with each episode
@@ -214,14 +213,13 @@ class Trainer(TrainingLoop):
         self.generator.set_state(state["generator"])
         self.step, self.episode = int(state["step"]), int(state["episode"])
         self.policy_updates = int(state.get("policy_updates", 0))
+        capacity = self.buffer.capacity  # this run's --steps: a saved buffer grows to hold them all
         if "buffer" in state:  # resume files written before the buffer had a file of its own
-            saved = SavedBuffer(ReplayBuffer.from_state(state["buffer"]), True)
+            saved = SavedBuffer(ReplayBuffer.from_state(state["buffer"], capacity), True)
         else:
-            saved = load_buffer(checkpoint, self.step)
+            saved = load_buffer(checkpoint, self.step, capacity)
         if saved.buffer is not None:
             self.buffer = saved.buffer
-            # a run continued to more --steps than it began with keeps them all
-            self.buffer.capacity = max(self.buffer.capacity, self.buffer_capacity)
         return saved
 
     def _log_lost_buffer(self, saved: SavedBuffer) -> None:
