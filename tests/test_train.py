@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -418,7 +419,12 @@ def test_a_run_continues_another_runs_checkpoint_acting_with_another_planner(tmp
     )
     one_line_error(
         run_cli(*common[:-1], str(out.with_name("none.pt")), "--dims", "32,32,16", "--out", str(tmp_path / "x.pt")),
-        "no none.pt.resume.pt beside it",
+        "none.pt: no such file",
+    )
+    shutil.copy(source, tmp_path / "weights-only.pt")  # a checkpoint without the resume file beside it
+    one_line_error(
+        run_cli(*common[:-1], str(tmp_path / "weights-only.pt"), "--dims", "32,32,16", "--out", str(tmp_path / "x.pt")),
+        "no weights-only.pt.resume.pt beside it",
     )
     queue = tmp_path / "queue.toml"
     queue.write_text('[[job]]\nargs = "--task cartpole-swingup --suite smoke --from policy.pt --out runs/b.pt"\n')

@@ -186,6 +186,8 @@ class Trainer(TrainingLoop):
         save starts over). The runs may differ only in what leaves the model as it is: the acting
         planner and its options, BMPC's reanalysis, the batch size."""
         source_resume = resume_path(source)
+        if not source.is_file():
+            raise BenchctlError(f"--from {source}: no such file; pass a checkpoint that `benchctl train` saved")
         if not source_resume.is_file():
             raise BenchctlError(
                 f"--from {source}: no {source_resume.name} beside it; pass a checkpoint that `benchctl train` saved"
