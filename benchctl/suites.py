@@ -51,7 +51,7 @@ class Suite:
             from benchctl.envs.metaworld import env_name
 
             env_name(name)  # a Meta-World name of another version (button-press-v2) gets its own message
-        raise unknown(f"task in suite {self.name!r}", name, self.tasks)
+        raise unknown(f"{self.name} task", name, self.tasks)
 
 
 _TASK_KEYS = {"env", "episode_length", "action_repeat", "normalization", "aliases", "note"}
