@@ -15,6 +15,8 @@ import numpy as np
 import torch
 
 from benchctl.agents import load_checkpoint_with_info
+from benchctl.evaluate import episode_seed, run_episode
+from benchctl.planners.base import make_planner, resolve_config
 from benchctl.suites import load_suite, make_env
 from benchctl.train.buffer import ReplayBuffer
 from benchctl.train.queue import load_queue
@@ -421,10 +423,37 @@ def test_a_run_continues_another_runs_checkpoint_acting_with_another_planner(tmp
         run_cli(*common[:-1], str(out.with_name("none.pt")), "--dims", "32,32,16", "--out", str(tmp_path / "x.pt")),
         "none.pt: no such file",
     )
-    shutil.copy(source, tmp_path / "weights-only.pt")  # a checkpoint without the resume file beside it
+    # A checkpoint alone, as an official agent comes (no resume file): a fresh run with its weights.
+    weights = tmp_path / "weights-only.pt"
+    shutil.copy(source, weights)
     one_line_error(
-        run_cli(*common[:-1], str(tmp_path / "weights-only.pt"), "--dims", "32,32,16", "--out", str(tmp_path / "x.pt")),
-        "no weights-only.pt.resume.pt beside it",
+        run_cli(*common[:-1], str(weights), "--dims", "32,32,8", "--out", str(tmp_path / "x.pt")),
+        "weights-only.pt: a tdmpc2 model (enc 32 / mlp 32 / latent 16) for 5-dim observations and 1-dim actions; "
+        "this run builds a tdmpc2 model (enc 32 / mlp 32 / latent 8)",
+    )
+    tuned = Trainer(tiny_request(tmp_path / "tuned.pt", 300, start_from=weights))
+    assert not tuned.try_resume() and tuned.step == 0 and tuned.pretrained
+    for name, value in tuned.model.state_dict().items():
+        assert torch.equal(value, saved["model"][name]), name
+    online, target = tuned.model._Qs.state_dict(), tuned.learner.target_Qs.state_dict()
+    assert all(torch.equal(online[k], target[k]) for k in online)  # targets start as the heads' copies
+    assert not tuned.learner.optim.state_dict()["state"]  # fresh optimizers
+    # its first training episode acts with its planner (the policy's deterministic action), not at random
+    first = tuned.train_episode()
+    policy = make_planner("policy", tuned.model, resolve_config("policy", {}))
+    alone = run_episode(make_env(tuned.request.task, seed=1), policy, episode_seed(1, 0), torch.device("cpu"))
+    assert first["return"] == alone["return"]
+    Trainer(tiny_request(tmp_path / "tuned.pt", 300, start_from=weights)).run(Quiet())
+    tuned_log = [json.loads(line) for line in (tmp_path / "tuned.log.jsonl").read_text().splitlines()]
+    taken_over = [r for r in tuned_log if r["type"] == "from"]
+    assert taken_over == [taken_over[0]] and taken_over[0]["checkpoint"] == "weights-only.pt"
+    assert taken_over[0]["weights_only"] and taken_over[0]["step"] == 0
+    assert [r["step"] for r in tuned_log if r["type"] == "episode"] == [100, 200, 300]
+    resumed = torch.load(tmp_path / "tuned.pt.resume.pt", weights_only=True)
+    assert resumed["pretrained"] and resumed["step"] == 300
+    # one update a step after the seed phase's 200 steps, no burst of 200 at its end
+    assert [int(v["step"]) for v in resumed["learner"]["optim"]["state"].values()] == [100] * len(
+        resumed["learner"]["optim"]["state"]
     )
     queue = tmp_path / "queue.toml"
     queue.write_text('[[job]]\nargs = "--task cartpole-swingup --suite smoke --from policy.pt --out runs/b.pt"\n')

@@ -130,7 +130,8 @@ def train_command(
         typer.Option(
             "--from",
             help="continue another run's checkpoint (its last save: weights, optimizers, step, replay buffer and "
-            "log) under this run's --out, e.g. acting with another --planner; used until --out's first save",
+            "log) under this run's --out, e.g. acting with another --planner; a checkpoint without benchctl's "
+            "resume file (an official agent) gives a fresh run its weights; used until --out's first save",
         ),
     ] = None,
 ):

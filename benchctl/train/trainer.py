@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchctl.agents.checkpoint import MODEL_SIZES
+from benchctl.agents.base import ModelDims
+from benchctl.agents.checkpoint import MODEL_SIZES, load_checkpoint_with_info, size_label
 from benchctl.errors import BenchctlError
 from benchctl.evaluate import episode_seed, plan_step, run_episode
 from benchctl.planners.base import make_planner, resolve_config
@@ -90,6 +91,15 @@ class TrainRequest:
         )
 
 
+def _described(family: str, dims: ModelDims) -> str:
+    """E.g. 'a tdmpc2 model of size 5 (enc 256 / mlp 512 / latent 512) for 24-dim observations and 6-dim actions'."""
+    size = size_label(dims)
+    return (
+        f"a {family} model{'' if size == 'custom' else f' of size {size}'} (enc {dims.enc_dim} / mlp {dims.mlp_dim} / "
+        f"latent {dims.latent_dim}) for {dims.obs_dim}-dim observations and {dims.action_dim}-dim actions"
+    )
+
+
 def acting_config(name: str, overrides: dict[str, str], training: bool):
     """The planner's config for acting; MPPI adds its std[0] exploration noise while training."""
     values = dict(overrides)
@@ -140,6 +150,7 @@ class Trainer(TrainingLoop):
             )
         self.resume_path = resume_path(request.out)
         self.refill = 0  # buffer entries needed before updates resume (after a lost buffer)
+        self.pretrained = False  # began with another agent's weights: no random seed phase, no burst
         self.log_path = log_path(request.out)
         self.run_log = RunLog(self.log_path)
         resolve_config(request.planner, request.planner_overrides)  # bad --set fails before any work
@@ -154,6 +165,7 @@ class Trainer(TrainingLoop):
                 "step": self.step,
                 "episode": self.episode,
                 "policy_updates": self.policy_updates,
+                "pretrained": self.pretrained,
                 "model": self.model.state_dict(),
                 "learner": self.learner.resume_state(),
                 "generator": self.generator.get_state(),
@@ -162,16 +174,21 @@ class Trainer(TrainingLoop):
         )
 
     def try_resume(self) -> bool:
-        """Continue this run from its last save, or else another run's (`start_from`), if any."""
+        """Continue this run from its last save, or else another run's (`start_from` with its resume
+        file), if any. A `start_from` checkpoint without one (an official agent) gives a fresh run its
+        weights."""
+        source = None if self.request.start_from is None else Path(self.request.start_from)
         if self.resume_path.exists():
             state = torch.load(self.resume_path, weights_only=True)
             check_identity(self.resume_path, self._identity_of(state), self.request.identity())
             saved = self._load(state, self.request.out)
             self.run_log.drop_after(self.step)
-        elif self.request.start_from is not None:
-            saved = self._start_from(Path(self.request.start_from))
-        else:  # from scratch: forget the episodes of an attempt killed before its first save
+        elif source is not None and resume_path(source).is_file():
+            saved = self._start_from(source)
+        else:  # a fresh run: forget the episodes of an attempt killed before its first save
             self.run_log.drop_after(-1)
+            if source is not None:
+                self._take_weights(source)
             return False
         self._log_lost_buffer(saved)
         return True
@@ -185,14 +202,7 @@ class Trainer(TrainingLoop):
         saved replay buffer; its log up to that step becomes this run's (a run killed before its first
         save starts over). The runs may differ only in what leaves the model as it is: the acting
         planner and its options, BMPC's reanalysis, the batch size."""
-        source_resume = resume_path(source)
-        if not source.is_file():
-            raise BenchctlError(f"--from {source}: no such file; pass a checkpoint that `benchctl train` saved")
-        if not source_resume.is_file():
-            raise BenchctlError(
-                f"--from {source}: no {source_resume.name} beside it; pass a checkpoint that `benchctl train` saved"
-            )
-        state = torch.load(source_resume, weights_only=True)
+        state = torch.load(resume_path(source), weights_only=True)
         theirs, ours = self._identity_of(state), json.loads(json.dumps(self.request.identity()))
         differ = [k for k in ("family", "task", "seed", "size", "dims") if theirs.get(k) != ours.get(k)]
         if differ:
@@ -201,11 +211,37 @@ class Trainer(TrainingLoop):
         saved = self._load(state, source)
         records = RunLog(log_path(source)).records()
         self.run_log.start_with([r for r in records if kept_on_resume(r, self.step)])
-        # beside or below this run's log: named from there, the same on any machine; else as given
-        where = os.path.relpath(source.absolute(), self.log_path.parent.absolute())
-        where = str(source) if where.startswith("..") else where
-        self.log({"type": "from", "step": self.step, "checkpoint": where, "identity": theirs})
+        self.log({"type": "from", "step": self.step, "checkpoint": self._named(source), "identity": theirs})
         return saved
+
+    def _take_weights(self, source: Path) -> None:
+        """Begin this fresh run with the weights of a checkpoint that has no resume file (an official
+        TD-MPC2 or BMPC agent, a shipped file): the target value heads start as copies of the value
+        heads (as the official trainer starts them), the optimizers and value scale fresh. The agent
+        acts with its planner from the first step, and updates once the buffer holds the seed phase's
+        steps: no random actions, no pretraining burst."""
+        if not source.is_file():
+            raise BenchctlError(f"--from {source}: no such file; pass an agent's checkpoint")
+        loaded, info = load_checkpoint_with_info(source)
+        if info.family != self.request.family or loaded.dims != self.model.dims:
+            raise BenchctlError(
+                f"--from {source}: {_described(info.family, info.dims)}; this run builds "
+                f"{_described(self.request.family, self.model.dims)}: give its --family, --task and --size or --dims"
+            )
+        self.model.load_state_dict(loaded.state_dict())
+        self.learner.target_Qs.load_state_dict(self.model._Qs.state_dict())
+        self.pretrained = True
+        # one `from` record: an attempt killed before its first save named the weights too
+        self.run_log.start_with([r for r in self.run_log.records() if r.get("type") != "from"])
+        self.log(
+            {"type": "from", "step": 0, "checkpoint": self._named(source), "weights_only": True, "sha256": info.sha256}
+        )
+
+    def _named(self, source: Path) -> str:
+        """A checkpoint beside or below this run's log named from there (the same on any machine), else
+        as given."""
+        where = os.path.relpath(source.absolute(), self.log_path.parent.absolute())
+        return str(source) if where.startswith("..") else where
 
     def _load(self, state: dict, checkpoint: Path) -> SavedBuffer:
         """Model, optimizers, generator, counters and the replay buffer saved with them (a resume file's
@@ -215,6 +251,7 @@ class Trainer(TrainingLoop):
         self.generator.set_state(state["generator"])
         self.step, self.episode = int(state["step"]), int(state["episode"])
         self.policy_updates = int(state.get("policy_updates", 0))
+        self.pretrained = bool(state.get("pretrained", False))
         capacity = self.buffer.capacity  # this run's --steps: a saved buffer grows to hold them all
         if "buffer" in state:  # resume files written before the buffer had a file of its own
             saved = SavedBuffer(ReplayBuffer.from_state(state["buffer"], capacity), True)
@@ -307,7 +344,8 @@ class Trainer(TrainingLoop):
 
     def train_episode(self) -> dict:
         """One episode: random actions through the seed phase, then the acting planner; one update per
-        step after it (the seed phase ends with a burst of as many updates as it had steps)."""
+        step after it (the seed phase ends with a burst of as many updates as it had steps). A run that
+        began with another agent's weights acts with its planner throughout, without the burst."""
         req = self.request
         device = torch.device("cpu")
         obs = self.env.reset(episode_seed(req.seed, self.episode))
@@ -316,7 +354,7 @@ class Trainer(TrainingLoop):
         start = time.perf_counter()
         while True:
             expert = np.full(2 * self.env.action_dim, np.nan, np.float32)  # no planner target while seeding
-            if self.step < self.seed_steps:
+            if self.step < self.seed_steps and not self.pretrained:
                 action = torch.rand(self.env.action_dim, generator=self.generator).numpy() * 2 - 1
             else:
                 plan, _ = plan_step(self.acting, obs, self.generator, device)
@@ -330,7 +368,7 @@ class Trainer(TrainingLoop):
             done = result.done or self.step >= req.steps
             if result.done:
                 trace.store(self.buffer)
-            if self.step == self.seed_steps:
+            if self.step == self.seed_steps and not self.pretrained:
                 infos.append(self.update(self.seed_steps, pretraining=True))  # burst on the seed data
             elif self.step > self.seed_steps and self.buffer.size >= self.refill:
                 infos.append(self.update(1))
