@@ -22,7 +22,7 @@ from benchctl.train.buffer import ReplayBuffer
 from benchctl.train.queue import load_queue
 from benchctl.train.tdmpc2 import TDMPC2Learner, TrainConfig, new_model, soft_ce
 from benchctl.train.trainer import Trainer, TrainRequest
-from tests.conftest import TDMPC2_MS1, run_cli
+from tests.conftest import REPO, TDMPC2_MS1, run_cli
 from tests.test_cli_errors import one_line_error
 
 
@@ -430,6 +430,11 @@ def test_a_run_continues_another_runs_checkpoint_acting_with_another_planner(tmp
         run_cli(*common[:-1], str(weights), "--dims", "32,32,8", "--out", str(tmp_path / "x.pt")),
         "weights-only.pt: a tdmpc2 model (enc 32 / mlp 32 / latent 16) for 5-dim observations and 1-dim actions; "
         "this run builds a tdmpc2 model (enc 32 / mlp 32 / latent 8)",
+    )
+    shutil.copy(REPO / "checkpoints" / "dreamer" / "demo" / "cartpole-swingup-1.pt", tmp_path / "dreamer.pt")
+    one_line_error(
+        run_cli(*common[:-1], str(tmp_path / "dreamer.pt"), "--dims", "32,32,16", "--out", str(tmp_path / "x.pt")),
+        "dreamer.pt: a dreamer checkpoint; --from takes a TD-MPC2 or BMPC agent",
     )
     tuned = Trainer(tiny_request(tmp_path / "tuned.pt", 300, start_from=weights))
     assert not tuned.try_resume() and tuned.step == 0 and tuned.pretrained

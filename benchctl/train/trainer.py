@@ -223,6 +223,8 @@ class Trainer(TrainingLoop):
         if not source.is_file():
             raise BenchctlError(f"--from {source}: no such file; pass an agent's checkpoint")
         loaded, info = load_checkpoint_with_info(source)
+        if info.family not in FAMILIES:
+            raise BenchctlError(f"--from {source}: a {info.family} checkpoint; --from takes a TD-MPC2 or BMPC agent")
         if info.family != self.request.family or loaded.dims != self.model.dims:
             raise BenchctlError(
                 f"--from {source}: {_described(info.family, info.dims)}; this run builds "
