@@ -216,7 +216,7 @@ class Trainer(TrainingLoop):
 
     def _take_weights(self, source: Path) -> None:
         """Begin this fresh run with the weights of a checkpoint that has no resume file (an official
-        TD-MPC2 or BMPC agent, a shipped file): the target value heads start as copies of the value
+        TD-MPC2 or BMPC agent, a file copied without it): the target value heads start as copies of the value
         heads (as the official trainer starts them), the optimizers and value scale fresh. The agent
         acts with its planner from the first step, and updates once the buffer holds the seed phase's
         steps: no random actions, no pretraining burst."""
