@@ -278,7 +278,7 @@ class DreamerTrainer(TrainingLoop):
 
     def try_resume(self) -> bool:
         if not self.resume_path.exists() or not self.request.out.exists():
-            self.run_log.drop_after(-1)  # from scratch: forget the episodes of an attempt killed before its first save
+            self.run_log.start_fresh()  # from scratch: forget what an attempt killed before its first save logged
             return False
         blob = torch.load(self.request.out, weights_only=True)
         progress = blob.get("benchctl")

@@ -177,6 +177,14 @@ class RunLog:
         if len(kept) != len(lines):
             self.start_with(kept)
 
+    def start_fresh(self) -> None:
+        """Forget what an attempt killed before its first save logged: its episodes, evaluations and the
+        run it began from (`from`); its start records stay, as history."""
+        lines = self._lines()
+        kept = [r for r in _parsed(lines) if kept_on_resume(r, -1) and r.get("type") != "from"]
+        if len(kept) != len(lines):
+            self.start_with(kept)
+
     def start_with(self, records: list[dict]) -> None:
         """Make `records` (as they are, time stamps included) the whole log."""
         self.path.parent.mkdir(parents=True, exist_ok=True)

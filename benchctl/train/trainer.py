@@ -185,8 +185,8 @@ class Trainer(TrainingLoop):
             self.run_log.drop_after(self.step)
         elif source is not None and resume_path(source).is_file():
             saved = self._start_from(source)
-        else:  # a fresh run: forget the episodes of an attempt killed before its first save
-            self.run_log.drop_after(-1)
+        else:  # a fresh run: forget what an attempt killed before its first save logged
+            self.run_log.start_fresh()
             if source is not None:
                 self._take_weights(source)
             return False
@@ -233,8 +233,6 @@ class Trainer(TrainingLoop):
         self.model.load_state_dict(loaded.state_dict())
         self.learner.target_Qs.load_state_dict(self.model._Qs.state_dict())
         self.pretrained = True
-        # one `from` record: an attempt killed before its first save named the weights too
-        self.run_log.start_with([r for r in self.run_log.records() if r.get("type") != "from"])
         self.log(
             {"type": "from", "step": 0, "checkpoint": self._named(source), "weights_only": True, "sha256": info.sha256}
         )
