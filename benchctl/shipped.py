@@ -21,8 +21,9 @@ MANIFEST_HEADER = """\
 # Agents shipped with benchctl, written by `benchctl ship`. sha256 is of the file; returns are the
 # mean over 10 evaluation episodes (benchctl eval, the agent's seed) of the planner named, measured on
 # the CPU development machine; training_steps are environment steps after action repeat; measured_on is
-# the vector instructions torch's kernels used there (its CPU capability): round-off differs between
-# them, enough to move a single episode, so the same returns are only expected on the same capability.
+# that CPU, its model and the vector instructions torch's kernels used there (entries shipped before
+# 2026-12-07 name only the instructions): round-off differs between kernels, enough to move a single
+# episode, so the same returns are only expected on the same CPU.
 """
 RETURN_PLANNERS = ("policy", "mppi", "dream_mpc")
 # Per family where it differs: Dreamer's own planners (Dream-MPC App. D) at its Tab. 16 settings. PlaNet's
@@ -45,7 +46,7 @@ class ShippedAgent:
     returns: dict[str, float] = field(default_factory=dict)
     success: dict[str, float] = field(default_factory=dict)  # success rates, suites that score success
     training_options: dict[str, str | int] = field(default_factory=dict)  # non-default trainer / planner settings
-    measured_on: str = ""  # torch's CPU capability when the returns were measured, e.g. "AVX2"
+    measured_on: str = ""  # the CPU the returns were measured on (`cpu_name`), e.g. "AMD EPYC (AVX2)"
 
 
 def load_manifest(directory: Path | None = None) -> list[ShippedAgent]:
@@ -191,9 +192,9 @@ def training_options(run_id: dict) -> dict:
 def record(shipment: Shipment, results: list, root: Path | None = None) -> tuple[ShippedAgent, Path]:
     """Write the measured agent's manifest entry (replacing any for the same file)."""
     import numpy as np
-    import torch
 
     from benchctl.agents import describe_checkpoint
+    from benchctl.machine import cpu_name
 
     root = root or SHIPPED_DIR
     info = describe_checkpoint(shipment.path)
@@ -217,7 +218,7 @@ def record(shipment: Shipment, results: list, root: Path | None = None) -> tuple
         returns=returns,
         success=success,
         training_options=training_options(shipment.run_id),
-        measured_on=torch.backends.cpu.get_cpu_capability(),
+        measured_on=cpu_name(),
     )
     agents = [a for a in load_manifest(root) if a.path != entry.path] + [entry]
     return entry, write_manifest(agents, root)

@@ -46,7 +46,9 @@ class EpisodeTrace:
 
     @property
     def total(self) -> float:
-        return float(np.sum(self.rewards))
+        # summed in order, as an evaluation record sums its return: np.sum's pairwise order differs by
+        # round-off (and by numpy's SIMD build), so the same actions would give two returns
+        return float(sum(self.rewards))
 
     def store(self, buffer: ReplayBuffer) -> None:
         buffer.add(

@@ -8,7 +8,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,16 +172,17 @@ class RunLog:
         """Forget the episodes and evaluations past a resumed step: they are run again, and a curve must
         not count them twice. Other records (starts, lost buffers) are history and stay; a line torn by
         a kill mid-write goes."""
-        lines = self._lines()
-        kept = [r for r in _parsed(lines) if kept_on_resume(r, step)]
-        if len(kept) != len(lines):
-            self.start_with(kept)
+        self._keep(lambda r: kept_on_resume(r, step))
 
     def start_fresh(self) -> None:
         """Forget what an attempt killed before its first save logged: its episodes, evaluations and the
         run it began from (`from`); its start records stay, as history."""
+        self._keep(lambda r: kept_on_resume(r, -1) and r.get("type") != "from")
+
+    def _keep(self, wanted: Callable[[dict], bool]) -> None:
+        """Rewrite the log with the records `wanted` keeps, only when something (a torn line too) goes."""
         lines = self._lines()
-        kept = [r for r in _parsed(lines) if kept_on_resume(r, -1) and r.get("type") != "from"]
+        kept = [r for r in _parsed(lines) if wanted(r)]
         if len(kept) != len(lines):
             self.start_with(kept)
 
