@@ -23,7 +23,9 @@ MANIFEST_HEADER = """\
 # the CPU development machine; training_steps are environment steps after action repeat; measured_on is
 # that CPU, its model and the vector instructions torch's kernels used there (entries shipped before
 # 2026-12-07 name only the instructions): round-off differs between kernels, enough to move a single
-# episode, so the same returns are only expected on the same CPU.
+# episode, so the same returns are only expected on the same CPU. continued_from lists the runs this one
+# took over (`benchctl train --from`): the step it took over at and the planner that run acted with, or
+# the weights it began from.
 """
 RETURN_PLANNERS = ("policy", "mppi", "dream_mpc")
 # Per family where it differs: Dreamer's own planners (Dream-MPC App. D) at its Tab. 16 settings. PlaNet's
@@ -47,6 +49,8 @@ class ShippedAgent:
     success: dict[str, float] = field(default_factory=dict)  # success rates, suites that score success
     training_options: dict[str, str | int] = field(default_factory=dict)  # non-default trainer / planner settings
     measured_on: str = ""  # the CPU the returns were measured on (`cpu_name`), e.g. "AMD EPYC (AVX2)"
+    # earlier runs this one took over, oldest first: {step, acting_planner} or {step, weights}
+    continued_from: list[dict] = field(default_factory=list)
 
 
 def load_manifest(directory: Path | None = None) -> list[ShippedAgent]:
@@ -60,6 +64,8 @@ def _toml_value(value) -> str:
     if isinstance(value, dict):
         keys = {k: k if k.isidentifier() else f'"{k}"' for k in value}
         return "{ " + ", ".join(f"{keys[k]} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, str):
         return f'"{value}"'
     if isinstance(value, float):
@@ -72,7 +78,7 @@ def write_manifest(agents: list[ShippedAgent], directory: Path | None = None) ->
     path = (directory or SHIPPED_DIR) / "manifest.toml"
     blocks = [MANIFEST_HEADER]
     for agent in sorted(agents, key=lambda a: (a.family, a.suite, a.task, a.seed)):
-        fields = {k: v for k, v in agent.__dict__.items() if v not in ({}, "") or k == "returns"}
+        fields = {k: v for k, v in agent.__dict__.items() if v not in ({}, "", []) or k == "returns"}
         if "success" in fields:
             fields["success"] = {k: round(v, 2) for k, v in fields["success"].items()}
         lines = ["[[agent]]"] + [f"{k} = {_toml_value(v)}" for k, v in fields.items()]
@@ -189,12 +195,28 @@ def training_options(run_id: dict) -> dict:
     return options
 
 
+def continued_from(log: list[dict], step: int) -> list[dict]:
+    """The runs a training run took over up to `step`, oldest first, from its log's `from` records:
+    where it took over and the planner that run acted with (so an agent trained acting with Dream-MPC
+    to 300k and with MPPI after shows both), or the weights a fresh run began from (an official agent)."""
+    taken = []
+    for r in log:
+        if r.get("type") != "from" or int(r["step"]) > step:
+            continue
+        if r.get("weights_only"):
+            taken.append({"step": int(r["step"]), "weights": r["checkpoint"]})
+        else:
+            taken.append({"step": int(r["step"]), "acting_planner": r["identity"]["planner"]})
+    return taken
+
+
 def record(shipment: Shipment, results: list, root: Path | None = None) -> tuple[ShippedAgent, Path]:
     """Write the measured agent's manifest entry (replacing any for the same file)."""
     import numpy as np
 
     from benchctl.agents import describe_checkpoint
     from benchctl.machine import cpu_name
+    from benchctl.train.files import RunLog, log_path
 
     root = root or SHIPPED_DIR
     info = describe_checkpoint(shipment.path)
@@ -219,6 +241,7 @@ def record(shipment: Shipment, results: list, root: Path | None = None) -> tuple
         success=success,
         training_options=training_options(shipment.run_id),
         measured_on=cpu_name(),
+        continued_from=continued_from(RunLog(log_path(shipment.path)).records(), int(shipment.state["step"])),
     )
     agents = [a for a in load_manifest(root) if a.path != entry.path] + [entry]
     return entry, write_manifest(agents, root)

@@ -49,6 +49,33 @@ def test_manifest_matches_the_files_and_every_agent_fits_its_task():
         assert (info.dims.obs_dim, info.dims.action_dim) == (env.obs_dim, env.action_dim)
 
 
+def test_the_manifest_names_every_planner_a_shipped_agent_acted_with():
+    """An agent trained on from another run's save (`train --from`) lists that run in `continued_from`:
+    hopper-hop acted with Dream-MPC to 300k, then with MPPI to 400k. For every agent with a training log
+    the entry agrees with the log's `from` records, and with its resume file's acting planner and step
+    where one is shipped."""
+    import torch
+
+    from benchctl.shipped import continued_from
+    from benchctl.train.files import RunLog, log_path, resume_path
+
+    entries = {e["path"]: e for e in tomllib.loads((CHECKPOINTS / "manifest.toml").read_text())["agent"]}
+    hopper = entries["tdmpc2/dmc/hopper-hop-1.pt"]
+    assert (hopper["training_steps"], hopper["acting_planner"]) == (400_000, "mppi")
+    assert hopper["continued_from"] == [{"step": 300_000, "acting_planner": "dream_mpc"}]
+    logged = [path for path in entries if log_path(CHECKPOINTS / path).is_file()]
+    assert len(logged) >= 10
+    for path in logged:
+        entry, checkpoint = entries[path], CHECKPOINTS / path
+        log = RunLog(log_path(checkpoint)).records()
+        assert entry.get("continued_from", []) == continued_from(log, entry["training_steps"]), path
+        if not resume_path(checkpoint).is_file():  # shipped without optimizer states (the early agents)
+            continue
+        state = torch.load(resume_path(checkpoint), weights_only=True, map_location="cpu")
+        assert json.loads(state["identity"])["planner"] == entry["acting_planner"], path
+        assert int(state["step"]) == entry["training_steps"], path
+
+
 def test_eval_without_checkpoints_runs_the_shipped_agents(tmp_path):
     proc = run_cli("eval", "--suite", "pendulum", "--planner", "policy", "--episodes", "2", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
