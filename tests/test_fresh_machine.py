@@ -117,6 +117,41 @@ def test_ctrl_c_keeps_finished_episodes_says_how_to_resume_and_exits_130(tmp_pat
     assert len(files[0].read_text().splitlines()) == len(kept) + 2
 
 
+def test_a_ctrl_c_whose_keyboardinterrupt_was_swallowed_still_stops_after_the_episode():
+    """CPython can lose a KeyboardInterrupt raised while C code (torch, numpy) calls back into Python
+    (2 of 210 interrupted evaluations went on here). The Ctrl-C is remembered: the next finished episode,
+    already on disk, raises it again. Where Ctrl-C is ignored (a background job) it stays ignored."""
+    from benchctl.cli.evaluation import RichReporter, ctrl_c_remembered
+
+    record = {"episode": 3, "return": 1.0, "latency_ms": {"p50": 0.2}}
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # a terminal's foreground process
+    try:
+        reporter = RichReporter()
+        reporter.start(10, 0, None)
+        with ctrl_c_remembered(reporter):
+            reporter.episode("cell", record)  # nothing pressed: the run goes on
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)  # the handler runs here
+            except KeyboardInterrupt:
+                pass  # what the C code that lost it did
+            assert reporter.interrupted
+            with pytest.raises(KeyboardInterrupt):
+                reporter.episode("cell", record | {"episode": 4})
+        reporter.stop()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # `benchctl eval ... &`: the shell ignores Ctrl-C for it
+        quiet = RichReporter()
+        with ctrl_c_remembered(quiet):
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+        assert not quiet.interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _checkpoint_with(tmp_path: Path, change) -> Path:
     blob = torch.load(SHIPPED, weights_only=True)
     change(blob["model"])
