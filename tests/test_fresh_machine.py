@@ -3,6 +3,7 @@ partial results trees, and the report's comparisons. Runs in a plain clone (ship
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -120,8 +121,11 @@ def test_ctrl_c_keeps_finished_episodes_says_how_to_resume_and_exits_130(tmp_pat
 def test_a_ctrl_c_whose_keyboardinterrupt_was_swallowed_still_stops_after_the_episode():
     """CPython can lose a KeyboardInterrupt raised while C code (torch, numpy) calls back into Python
     (2 of 210 interrupted evaluations went on here). The Ctrl-C is remembered: the next finished episode,
-    already on disk, raises it again. Where Ctrl-C is ignored (a background job) it stays ignored."""
-    from benchctl.cli.evaluation import RichReporter, ctrl_c_remembered
+    already on disk, raises it again; in training, the next training episode. Where Ctrl-C is ignored (a
+    background job) it stays ignored."""
+    from benchctl.cli.console import ctrl_c_remembered
+    from benchctl.cli.evaluation import RichReporter
+    from benchctl.cli.training import TrainProgress
 
     record = {"episode": 3, "return": 1.0, "latency_ms": {"p50": 0.2}}
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # a terminal's foreground process
@@ -140,6 +144,18 @@ def test_a_ctrl_c_whose_keyboardinterrupt_was_swallowed_still_stops_after_the_ep
                 reporter.episode("cell", record | {"episode": 4})
         reporter.stop()
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+        training = TrainProgress()
+        training.start(1000, 0)
+        info = {"episode": 2, "return": 5.0, "value_loss": 0.1}
+        with ctrl_c_remembered(training):
+            training.progress(200, info)
+            with contextlib.suppress(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)
+            with pytest.raises(KeyboardInterrupt):
+                training.progress(300, info | {"episode": 3})
+        training.stop()
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # `benchctl eval ... &`: the shell ignores Ctrl-C for it
         quiet = RichReporter()

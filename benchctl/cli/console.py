@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import sys
-from typing import NoReturn
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -27,6 +31,28 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 MAX_EPISODES = 100_000  # per cell; a larger number is a typo, not a benchmark
 
 INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
+@contextmanager
+def ctrl_c_remembered(view: Any) -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt as usual and also sets `view.interrupted`, which the live view
+    raises again after the episode under way: a KeyboardInterrupt raised while C code (torch, numpy)
+    calls back into Python can be cleared there (2 of 210 interrupted evaluations here went on). Left
+    alone where Ctrl-C is ignored (a shell's background job) or handled by someone else."""
+    on_main = threading.current_thread() is threading.main_thread()
+    if not on_main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+
+    def pressed(signum, frame):
+        view.interrupted = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, pressed)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def split_csv(text: str | None) -> list[str]:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,6 +13,7 @@ from rich.table import Table
 from benchctl.cli.console import (
     INTERRUPTED,
     app,
+    ctrl_c_remembered,
     err,
     fail,
     out,
@@ -61,7 +58,7 @@ class RichReporter:
         self.bar = None
         self.total = self.done = 0
         self.eta = None
-        self.interrupted = False  # Ctrl-C was pressed (`ctrl_c_remembered`)
+        self.interrupted = False  # Ctrl-C was pressed (`ctrl_c_remembered` sets it)
 
     def start(self, total: int, done: int, eta: Eta) -> None:
         if done:
@@ -103,28 +100,6 @@ class RichReporter:
         if self.bar is not None:
             self.progress.stop()
             self.bar = None
-
-
-@contextmanager
-def ctrl_c_remembered(reporter: RichReporter) -> Iterator[None]:
-    """Ctrl-C raises KeyboardInterrupt as usual and also sets `reporter.interrupted`, so the run stops
-    after the episode under way even where the exception was lost: raised while C code (torch, numpy)
-    calls back into Python, it can be cleared there (2 of 210 interrupted runs here went on). Left alone
-    where Ctrl-C is ignored (a shell's background job) or handled by someone else."""
-    on_main = threading.current_thread() is threading.main_thread()
-    if not on_main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield
-        return
-
-    def pressed(signum, frame):
-        reporter.interrupted = True
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, pressed)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def run_eval(request, reporter: RichReporter, engine=None):

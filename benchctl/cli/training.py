@@ -14,6 +14,7 @@ from benchctl.cli.console import (
     INTERRUPTED,
     MAX_EPISODES,
     app,
+    ctrl_c_remembered,
     err,
     out,
     progress_bar,
@@ -28,6 +29,7 @@ class TrainProgress:
     def __init__(self):
         self.view = progress_bar("steps")
         self.bar = None
+        self.interrupted = False  # Ctrl-C was pressed (`ctrl_c_remembered` sets it)
 
     def start(self, total: int, done: int) -> None:
         if done:
@@ -46,6 +48,8 @@ class TrainProgress:
             completed=step,
             description=f"episode {info['episode']}: return {info['return']:.1f}" + (f" | {losses}" if losses else ""),
         )
+        if self.interrupted:  # a Ctrl-C whose KeyboardInterrupt was lost: stop at this episode's end
+            raise KeyboardInterrupt
 
     def evaluation(self, step: int, returns: dict[str, float]) -> None:
         text = ", ".join(f"{k} {v:.1f}" for k, v in returns.items())
@@ -213,7 +217,7 @@ def _run_training(trainer, out_file: Path) -> None:
 
     view = TrainProgress()
     try:
-        with training_lock(out_file):
+        with training_lock(out_file), ctrl_c_remembered(view):
             returns = trainer.run(view)
     finally:
         view.stop()
