@@ -120,7 +120,7 @@ def test_ctrl_c_keeps_finished_episodes_says_how_to_resume_and_exits_130(tmp_pat
 
 def test_a_ctrl_c_whose_keyboardinterrupt_was_swallowed_still_stops_after_the_episode():
     """CPython can lose a KeyboardInterrupt raised while C code (torch, numpy) calls back into Python
-    (2 of 210 interrupted evaluations went on here). The Ctrl-C is remembered: the next finished episode,
+    (lost in 2 of 210 interrupted evaluations here). The Ctrl-C is remembered: the next finished episode,
     already on disk, raises it again; in training, the next training episode. Where Ctrl-C is ignored (a
     background job) it stays ignored."""
     from benchctl.cli.console import ctrl_c_remembered

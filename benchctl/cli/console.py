@@ -37,7 +37,7 @@ INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 def ctrl_c_remembered(view: Any) -> Iterator[None]:
     """Ctrl-C raises KeyboardInterrupt as usual and also sets `view.interrupted`, which the live view
     raises again after the episode under way: a KeyboardInterrupt raised while C code (torch, numpy)
-    calls back into Python can be cleared there (2 of 210 interrupted evaluations here went on). Left
+    calls back into Python can be cleared there (lost in 2 of 210 interrupted evaluations here). Left
     alone where Ctrl-C is ignored (a shell's background job) or handled by someone else."""
     on_main = threading.current_thread() is threading.main_thread()
     if not on_main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
