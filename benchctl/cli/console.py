@@ -7,7 +7,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import NoReturn, Protocol
 
 import typer
 from rich.console import Console
@@ -33,8 +33,12 @@ MAX_EPISODES = 100_000  # per cell; a larger number is a typo, not a benchmark
 INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 
+class Interruptible(Protocol):
+    interrupted: bool  # a live view sets it by Ctrl-C and raises KeyboardInterrupt at its next episode
+
+
 @contextmanager
-def ctrl_c_remembered(view: Any) -> Iterator[None]:
+def ctrl_c_remembered(view: Interruptible) -> Iterator[None]:
     """Ctrl-C raises KeyboardInterrupt as usual and also sets `view.interrupted`, which the live view
     raises again after the episode under way: a KeyboardInterrupt raised while C code (torch, numpy)
     calls back into Python can be cleared there (lost in 2 of 210 interrupted evaluations here). Left
